@@ -1,0 +1,252 @@
+"""The web app and the CLI: thin views over pipeline.analyze.
+
+flask --app app run                  the upload page at http://127.0.0.1:5000
+flask --app app analyze VIDEO...     a verdict per video (--json for one JSON object per line)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import secrets
+import shutil
+from functools import cached_property
+from pathlib import Path
+
+import click
+from dotenv import load_dotenv
+from flask import (
+    Blueprint,
+    Flask,
+    abort,
+    current_app,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    send_from_directory,
+    url_for,
+)
+from werkzeug.exceptions import HTTPException
+
+import custom_vision
+import face
+import pipeline
+from config import Settings
+
+log = logging.getLogger(__name__)
+
+MB = 1024 * 1024
+RESULT_FILE = "result.json"
+FAILURE_FILE = "failure.json"
+CROPS_DIR = "crops"
+UPLOAD_STEM = "upload"
+ANALYSIS_ID = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+
+bp = Blueprint("web", __name__, cli_group=None)
+
+
+class BadUploadError(ValueError):
+    """An upload that cannot be analysed; the message is shown to the person who sent it."""
+
+
+class Services:
+    """What analysis needs, built once per app and on first use (MTCNN and TensorFlow take seconds)."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+
+    @cached_property
+    def detector(self) -> face.FaceDetector:
+        return face.get_detector(self.settings.detect_max_side)
+
+    @cached_property
+    def classifier(self) -> custom_vision.Classifier:
+        return custom_vision.make_classifier(self.settings)
+
+
+def create_app(test_config: dict | None = None) -> Flask:
+    """Build the app: code defaults, then the environment and `.env`, then ``test_config``."""
+    load_dotenv()
+    app = Flask(__name__, instance_relative_config=True)
+    settings = Settings.from_environment(test_config)
+    app.config.from_mapping(settings.as_mapping())
+    app.config.from_mapping(MAX_CONTENT_LENGTH=settings.max_upload_mb * MB)
+    if test_config:
+        app.config.from_mapping(test_config)
+    app.config["SECRET_KEY"] = app.config.get("SECRET_KEY") or os.environ.get("SECRET_KEY") or _instance_secret(app)
+    upload_folder = Path(app.config["UPLOAD_FOLDER"])
+    if not upload_folder.is_absolute():
+        upload_folder = Path(app.root_path) / upload_folder
+    upload_folder.mkdir(parents=True, exist_ok=True)
+    app.config["UPLOAD_FOLDER"] = str(upload_folder)
+
+    app.extensions["deepfake"] = Services(settings)
+    app.register_blueprint(bp)
+    for code in (400, 404, 405, 413, 500):
+        app.register_error_handler(code, _error_page)
+    return app
+
+
+def services() -> Services:
+    return current_app.extensions["deepfake"]
+
+
+def analysis_folder(analysis_id: str) -> Path:
+    if not ANALYSIS_ID.match(analysis_id):
+        abort(404)
+    folder = Path(current_app.config["UPLOAD_FOLDER"]) / analysis_id
+    if not folder.is_dir():
+        abort(404)
+    return folder
+
+
+@bp.get("/")
+def index():
+    return render_template("index.html", max_upload_mb=services().settings.max_upload_mb)
+
+
+@bp.post("/upload")
+def upload():
+    try:
+        folder = store_upload(request.files.get("video"))
+    except BadUploadError as error:
+        return render_template("error.html", code=400, message=str(error)), 400
+    run_analysis(folder)
+    return redirect(url_for("web.results", analysis_id=folder.name))
+
+
+@bp.get("/results/<analysis_id>")
+def results(analysis_id: str):
+    folder = analysis_folder(analysis_id)
+    if (folder / RESULT_FILE).exists():
+        result = pipeline.result_from_dict(json.loads((folder / RESULT_FILE).read_text()))
+        return render_template("results.html", analysis_id=analysis_id, result=result)
+    failure = json.loads((folder / FAILURE_FILE).read_text()) if (folder / FAILURE_FILE).exists() else {}
+    return render_template(
+        "failed.html",
+        analysis_id=analysis_id,
+        error=failure.get("error", "The analysis did not finish."),
+        can_retry=_upload_path(folder) is not None,
+    )
+
+
+@bp.post("/results/<analysis_id>/retry")
+def retry(analysis_id: str):
+    folder = analysis_folder(analysis_id)
+    if _upload_path(folder) is None:
+        abort(404)
+    run_analysis(folder)
+    return redirect(url_for("web.results", analysis_id=analysis_id))
+
+
+@bp.get("/results/<analysis_id>/crops/<name>")
+def crop_image(analysis_id: str, name: str):
+    return send_from_directory(analysis_folder(analysis_id) / CROPS_DIR, name)
+
+
+def store_upload(file) -> Path:
+    """Save an uploaded video or photo under a new random folder, with a server-chosen name, and
+    check that its content can be read. Raises BadUploadError (nothing is kept) when it cannot."""
+    if file is None or not file.filename:
+        raise BadUploadError("No file was sent: choose a video or a photo to analyse.")
+    suffix = Path(file.filename).suffix.lower()
+    suffix = suffix if suffix in face.VIDEO_EXTENSIONS + face.IMAGE_EXTENSIONS else ""
+    folder = Path(current_app.config["UPLOAD_FOLDER"]) / secrets.token_urlsafe(16)
+    folder.mkdir()
+    path = folder / f"{UPLOAD_STEM}{suffix}"
+    file.save(path)
+    try:
+        if path.stat().st_size == 0:
+            raise BadUploadError("The file is empty.")
+        try:
+            face.probe(path)
+        except face.UnreadableMediaError as error:
+            raise BadUploadError(
+                f"{error} Send a video (mp4, mov, avi, mkv, webm) or a photo (jpg, png, webp)."
+            ) from error
+    except BadUploadError:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return folder
+
+
+def run_analysis(folder: Path) -> None:
+    """Analyse the upload in ``folder``; write result.json, or failure.json and keep the upload."""
+    path = _upload_path(folder)
+    (folder / FAILURE_FILE).unlink(missing_ok=True)
+    try:
+        result = pipeline.analyze(
+            path,
+            services().settings,
+            detector=services().detector,
+            classifier=services().classifier,
+            crops_dir=folder / CROPS_DIR,
+        )
+    except (custom_vision.ClassifierError, face.UnreadableMediaError) as error:
+        log.warning("analysis %s failed: %s", folder.name, error)
+        (folder / FAILURE_FILE).write_text(json.dumps({"error": str(error)}))
+        return
+    result.file = "upload" if result.media == "video" else "photo"
+    (folder / RESULT_FILE).write_text(json.dumps(pipeline.result_to_dict(result)))
+
+
+def _upload_path(folder: Path) -> Path | None:
+    return next(iter(sorted(folder.glob(f"{UPLOAD_STEM}*"))), None)
+
+
+def _instance_secret(app: Flask) -> str:
+    """A secret key kept in the instance folder, so sessions survive a restart."""
+    path = Path(app.instance_path) / "secret_key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_hex(32))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def _error_page(error: Exception):
+    code = error.code if isinstance(error, HTTPException) else 500
+    messages = {
+        400: "The request could not be understood.",
+        404: "There is nothing here. Analyses are kept only for a while; upload the video again.",
+        405: "That method is not allowed here.",
+        413: f"The file is too large: the limit is {current_app.config['MAX_UPLOAD_MB']} MB.",
+        500: "Something went wrong on our side. The upload is kept; try again in a moment.",
+    }
+    message = messages.get(code, "Something went wrong.")
+    if code == 500:
+        log.exception("unhandled error", exc_info=error)
+    if request.path.startswith("/api/") or request.accept_mimetypes.best == "application/json":
+        return jsonify(error=message), code
+    return render_template("error.html", code=code, message=message), code
+
+
+@bp.cli.command("analyze")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line instead of a summary line.")
+def analyze_command(paths: tuple[str, ...], as_json: bool) -> None:
+    """Analyse videos or photos and print a verdict for each."""
+    failed = 0
+    for path in paths:
+        try:
+            result = pipeline.analyze(
+                path, services().settings, detector=services().detector, classifier=services().classifier
+            )
+        except (face.UnreadableMediaError, custom_vision.ClassifierError) as error:
+            failed += 1
+            click.echo(f"{path}: error: {error}", err=True)
+            if as_json:
+                click.echo(json.dumps({"file": path, "error": str(error)}))
+            continue
+        result.file = path
+        if as_json:
+            click.echo(json.dumps(pipeline.result_to_dict(result)))
+        else:
+            probability = "-" if result.deepfake_probability is None else f"{result.deepfake_probability:.3f}"
+            crops = f"{len(result.crops)} crop{'' if len(result.crops) == 1 else 's'}"
+            click.echo(f"{path}: {result.verdict} (deepfake probability {probability}, {crops})")
+    if failed:
+        raise SystemExit(1)

@@ -1,0 +1,97 @@
+"""Settings: code defaults, then the environment (and `.env`), then a test mapping.
+
+The pipeline takes a `Settings` object, never the Flask app, so the CLI, the web app and the tests
+share one reading of every setting. `.env.example` documents each of them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Settings:
+    # frames and faces
+    frame_interval: int = 50
+    min_face_confidence: float = 0.9
+    crop_margin: float = 0.25
+    detect_max_side: int = 640
+    # classifier
+    classifier: str = "auto"  # auto | azure | local
+    deepfake_tag: str = "DeepFake"
+    real_tag: str = "Not DeepFake"
+    vision_prediction_endpoint: str = ""
+    vision_prediction_key: str = ""
+    vision_project_id: str = ""
+    vision_published_name: str = ""
+    store_prediction_images: bool = False
+    azure_max_tps: float = 10.0
+    azure_max_retries: int = 5
+    azure_retry_backoff_s: float = 1.0
+    azure_timeout_s: float = 30.0
+    # web app
+    max_upload_mb: int = 200
+    upload_folder: str = "uploads"
+
+    @classmethod
+    def from_mapping(cls, mapping: Mapping[str, object]) -> Settings:
+        """Read every field from its UPPER_CASE key in ``mapping``, where present, by the field's type."""
+        values = {}
+        for field in dataclasses.fields(cls):
+            key = field.name.upper()
+            if key in mapping and mapping[key] is not None:
+                values[field.name] = _parse(field.name, field.type, mapping[key])
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    @classmethod
+    def from_environment(cls, overrides: Mapping[str, object] | None = None) -> Settings:
+        return cls.from_mapping({**os.environ, **(overrides or {})})
+
+    def as_mapping(self) -> dict[str, object]:
+        return {field.name.upper(): getattr(self, field.name) for field in dataclasses.fields(self)}
+
+    @property
+    def azure_configured(self) -> bool:
+        return all(
+            (
+                self.vision_prediction_endpoint,
+                self.vision_prediction_key,
+                self.vision_project_id,
+                self.vision_published_name,
+            )
+        )
+
+    def validate(self) -> None:
+        if self.frame_interval < 1:
+            raise ValueError("FRAME_INTERVAL must be at least 1")
+        if not 0.0 <= self.min_face_confidence <= 1.0:
+            raise ValueError("MIN_FACE_CONFIDENCE must be between 0 and 1")
+        if self.crop_margin < 0:
+            raise ValueError("CROP_MARGIN must not be negative")
+        if self.classifier not in ("auto", "azure", "local"):
+            raise ValueError("CLASSIFIER must be auto, azure or local")
+        if self.azure_max_tps <= 0:
+            raise ValueError("AZURE_MAX_TPS must be above 0")
+        if self.deepfake_tag == self.real_tag:
+            raise ValueError("DEEPFAKE_TAG and REAL_TAG must differ")
+
+
+def _parse(name: str, kind: str, value: object):
+    if kind == "bool":
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off", ""):
+            return False
+        raise ValueError(f"{name.upper()} must be true or false, not {value!r}")
+    try:
+        return {"int": int, "float": float, "str": str}[kind](value)
+    except ValueError:
+        raise ValueError(f"{name.upper()} must be a{'n' if kind == 'int' else ''} {kind}, not {value!r}") from None

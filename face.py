@@ -1,0 +1,284 @@
+"""Frames and faces: sample a video, find faces with MTCNN, crop the eye/nose/mouth region.
+
+This module imports nothing of the project. Images are RGB ``uint8`` arrays throughout.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+# TensorFlow (under MTCNN) prints pages of start-up notes to stderr; keep warnings and errors only.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+log = logging.getLogger(__name__)
+
+VIDEO_EXTENSIONS = (".mp4", ".mov", ".avi", ".mkv", ".webm")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
+KEYPOINT_NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
+
+
+class UnreadableMediaError(ValueError):
+    """The file is neither a readable video nor a readable photo."""
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    """What is known of a video (or a photo, seen as a one-frame video) before decoding it."""
+
+    kind: str  # "video" or "photo"
+    fps: float
+    frame_count: int  # from the container; an estimate, the decoder's count is final
+    width: int
+    height: int
+
+    @property
+    def duration_s(self) -> float:
+        return self.frame_count / self.fps if self.fps > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class Frame:
+    index: int
+    time_s: float
+    image: np.ndarray
+
+
+@dataclass(frozen=True)
+class Face:
+    """One MTCNN detection, in the coordinates of the image it was asked about."""
+
+    box: tuple[int, int, int, int]  # x1, y1, x2, y2
+    confidence: float
+    keypoints: dict[str, tuple[float, float]]
+
+
+@dataclass
+class FaceCrop:
+    """The eye/nose/mouth region of one face in one frame."""
+
+    frame_index: int
+    time_s: float
+    face_index: int
+    box: tuple[int, int, int, int]  # the crop's box in the full-resolution frame: x1, y1, x2, y2
+    face: Face
+    image: np.ndarray
+    quality_flags: list[str] = field(default_factory=list)
+
+
+def probe(path: str | Path) -> MediaInfo:
+    """Tell whether ``path`` holds a photo or a video, by its content, and describe it.
+
+    Raises UnreadableMediaError when it is neither (a text file renamed .mp4, a truncated file).
+    """
+    path = str(path)
+    photo = _read_photo(path)
+    if photo is not None:
+        height, width = photo.shape[:2]
+        return MediaInfo("photo", fps=0.0, frame_count=1, width=width, height=height)
+    capture = _open_video(path)
+    try:
+        ok, frame = capture.read()
+        if not ok or frame is None:
+            raise UnreadableMediaError("The file is not a video or photo that can be read.")
+        fps = _fps(capture)
+        frame_count = max(int(capture.get(cv2.CAP_PROP_FRAME_COUNT)), 1)
+        height, width = frame.shape[:2]
+        return MediaInfo("video", fps=fps, frame_count=frame_count, width=width, height=height)
+    finally:
+        capture.release()
+
+
+class FrameSampler:
+    """Frame 0, ``interval``, 2 * ``interval``, ... of a video, upright, as RGB; a photo is frame 0.
+
+    Iterate it once. Frames in between are demuxed but not converted. After iteration,
+    ``frames_seen`` holds the number of frames the decoder really found (containers misreport it).
+    """
+
+    def __init__(self, path: str | Path, interval: int):
+        if interval < 1:
+            raise ValueError("interval must be at least 1")
+        self.path = str(path)
+        self.interval = interval
+        self.frames_seen = 0
+
+    def __iter__(self) -> Iterator[Frame]:
+        photo = _read_photo(self.path)
+        if photo is not None:
+            self.frames_seen = 1
+            yield Frame(0, 0.0, photo)
+            return
+        capture = _open_video(self.path)
+        try:
+            fps = _fps(capture)
+            while capture.grab():
+                index = self.frames_seen
+                self.frames_seen += 1
+                if index % self.interval == 0:
+                    ok, frame = capture.retrieve()
+                    if ok and frame is not None:
+                        yield Frame(index, index / fps, cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+            if self.frames_seen == 0:
+                raise UnreadableMediaError("The video has no frames that can be decoded.")
+        finally:
+            capture.release()
+
+
+class FaceDetector:
+    """MTCNN with a lock (TensorFlow graphs are shared) and detection on a reduced copy."""
+
+    def __init__(self, max_side: int = 640):
+        from mtcnn import MTCNN  # imported here: TensorFlow takes seconds to load
+
+        self._mtcnn = MTCNN(device="CPU:0")
+        self._lock = threading.Lock()
+        self.max_side = max_side
+
+    def detect(self, image: np.ndarray) -> list[Face]:
+        """Faces in ``image`` (RGB), with boxes and keypoints in its own pixel coordinates."""
+        return self.detect_many([image])[0]
+
+    def detect_many(self, images: list[np.ndarray]) -> list[list[Face]]:
+        """Faces in each of ``images``, in one MTCNN batch (several times faster than one by one)."""
+        if not images:
+            return []
+        scales, smalls = [], []
+        for image in images:
+            height, width = image.shape[:2]
+            scale = min(1.0, self.max_side / max(height, width)) if self.max_side else 1.0
+            if scale < 1.0:
+                size = (max(1, round(width * scale)), max(1, round(height * scale)))
+                image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+            scales.append(scale)
+            smalls.append(image)
+        with self._lock:
+            found = self._mtcnn.detect_faces(smalls)
+        return [[_to_face(item, scale) for item in items] for items, scale in zip(found, scales, strict=True)]
+
+
+def _to_face(item: dict, scale: float) -> Face:
+    x, y, w, h = (float(v) / scale for v in item["box"])
+    keypoints = {
+        name: (float(item["keypoints"][name][0]) / scale, float(item["keypoints"][name][1]) / scale)
+        for name in KEYPOINT_NAMES
+    }
+    return Face(
+        box=(round(x), round(y), round(x + w), round(y + h)), confidence=float(item["confidence"]), keypoints=keypoints
+    )
+
+
+@functools.cache
+def get_detector(max_side: int = 640) -> FaceDetector:
+    """The process's MTCNN detector, built on first use and then shared."""
+    log.info("loading the MTCNN face detector")
+    return FaceDetector(max_side=max_side)
+
+
+def crop_box(keypoints: dict[str, tuple[float, float]], margin: float, width: int, height: int):
+    """The box spanned by the five keypoints, widened by ``margin`` of its size on every side,
+    clipped to the image. None when the keypoints span no area."""
+    xs = [keypoints[name][0] for name in KEYPOINT_NAMES]
+    ys = [keypoints[name][1] for name in KEYPOINT_NAMES]
+    x1, x2, y1, y2 = min(xs), max(xs), min(ys), max(ys)
+    pad_x, pad_y = (x2 - x1) * margin, (y2 - y1) * margin
+    box = (
+        max(0, int(np.floor(x1 - pad_x))),
+        max(0, int(np.floor(y1 - pad_y))),
+        min(width, int(np.ceil(x2 + pad_x))),
+        min(height, int(np.ceil(y2 + pad_y))),
+    )
+    if box[2] - box[0] < 2 or box[3] - box[1] < 2:
+        return None
+    return box
+
+
+def crop_faces(
+    image: np.ndarray,
+    faces: list[Face],
+    *,
+    min_confidence: float = 0.9,
+    margin: float = 0.25,
+    frame_index: int = 0,
+    time_s: float = 0.0,
+) -> list[FaceCrop]:
+    """Every face of ``faces`` (found in ``image`` by FaceDetector) with confidence >=
+    ``min_confidence``, as eye/nose/mouth crops, left to right.
+
+    The same function serves video frames (at analysis time) and single photos (when building a
+    training set), so a model sees the same kind of crop in training and in use.
+    """
+    height, width = image.shape[:2]
+    crops = []
+    for face in sorted(faces, key=lambda face: face.box[0]):
+        if face.confidence < min_confidence:
+            continue
+        box = crop_box(face.keypoints, margin, width, height)
+        if box is None:
+            continue
+        x1, y1, x2, y2 = box
+        crops.append(
+            FaceCrop(
+                frame_index=frame_index,
+                time_s=time_s,
+                face_index=len(crops),
+                box=box,
+                face=face,
+                image=np.ascontiguousarray(image[y1:y2, x1:x2]),
+            )
+        )
+    return crops
+
+
+def encode_jpeg(image: np.ndarray, quality: int = 92) -> bytes:
+    """JPEG bytes of an RGB image."""
+    ok, buffer = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise ValueError("could not encode the image as JPEG")
+    return buffer.tobytes()
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """A photo as an RGB array, upright by its EXIF orientation."""
+    image = _read_photo(str(path))
+    if image is None:
+        raise UnreadableMediaError(f"{path} is not a photo that can be read.")
+    return image
+
+
+def _read_photo(path: str) -> np.ndarray | None:
+    # imread looks at the file's signature, not its name, and applies EXIF orientation.
+    try:
+        image = cv2.imread(path, cv2.IMREAD_COLOR)
+    except cv2.error:
+        return None
+    if image is None:
+        return None
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def _open_video(path: str) -> cv2.VideoCapture:
+    if not os.path.isfile(path):
+        raise UnreadableMediaError("There is no such file.")
+    if os.path.getsize(path) == 0:
+        raise UnreadableMediaError("The file is empty.")
+    capture = cv2.VideoCapture(path, cv2.CAP_FFMPEG)
+    if not capture.isOpened():
+        capture.release()
+        raise UnreadableMediaError("The file is not a video or photo that can be read.")
+    # Phone videos carry a rotation flag; decode them upright.
+    capture.set(cv2.CAP_PROP_ORIENTATION_AUTO, 1)
+    return capture
+
+
+def _fps(capture: cv2.VideoCapture) -> float:
+    fps = capture.get(cv2.CAP_PROP_FPS)
+    return fps if fps and fps > 0 and np.isfinite(fps) else 25.0

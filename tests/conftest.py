@@ -1,0 +1,137 @@
+"""Fixtures: a fresh app per test with its own upload folder, generated test media, and Azure fakes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from unittest import mock
+
+import cv2
+import numpy as np
+import pytest
+from skimage import data
+
+from app import create_app
+from config import Settings
+from custom_vision import AzureClassifier
+
+from .fake_custom_vision import FakeCustomVision
+
+VIDEO_SIDE = 384
+AZURE_ENV = (
+    "VISION_PREDICTION_ENDPOINT",
+    "VISION_PREDICTION_KEY",
+    "VISION_PROJECT_ID",
+    "VISION_PUBLISHED_NAME",
+    "CLASSIFIER",
+)
+
+
+@pytest.fixture(autouse=True)
+def no_azure_environment(monkeypatch):
+    """Tests never pick up a developer's real Azure settings."""
+    for name in AZURE_ENV:
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def app(tmp_path):
+    app = create_app({"TESTING": True, "UPLOAD_FOLDER": str(tmp_path / "uploads"), "SECRET_KEY": "test"})
+    app.instance_path = str(tmp_path / "instance")
+    return app
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+def face_image() -> np.ndarray:
+    """scikit-image's astronaut photo (RGB, 512x512): one clear frontal face."""
+    return data.astronaut()
+
+
+def write_video(path: Path, frames: list[np.ndarray] | np.ndarray, fps: float = 25.0) -> Path:
+    frames = list(frames)
+    height, width = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+    assert writer.isOpened(), "OpenCV cannot write mp4 here"
+    for frame in frames:
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    writer.release()
+    return path
+
+
+def face_frames(count: int) -> list[np.ndarray]:
+    """The astronaut, moving a pixel every tenth frame (small files: the test client spools bodies
+    over 500 kB to temporary files that it leaves open)."""
+    image = cv2.resize(face_image(), (VIDEO_SIDE, VIDEO_SIDE), interpolation=cv2.INTER_AREA)
+    return [np.roll(image, shift=i // 10, axis=1) for i in range(count)]
+
+
+@pytest.fixture(scope="session")
+def media(tmp_path_factory):
+    """Generated test media, made once per run."""
+    folder = tmp_path_factory.mktemp("media")
+    gradient = np.tile(np.linspace(0, 255, 320, dtype=np.uint8)[None, :, None], (240, 1, 3))
+    files = {
+        "face_video": write_video(folder / "face.mp4", face_frames(120)),
+        "short_video": write_video(folder / "short.mp4", face_frames(10)),
+        "no_face_video": write_video(folder / "noface.mp4", [np.roll(gradient, i, axis=1) for i in range(30)]),
+        "face_photo": folder / "face.jpg",
+        "text_as_mp4": folder / "notes.mp4",
+        "empty": folder / "empty.mp4",
+        "truncated_video": folder / "truncated.mp4",
+    }
+    cv2.imwrite(str(files["face_photo"]), cv2.cvtColor(face_image(), cv2.COLOR_RGB2BGR))
+    files["text_as_mp4"].write_text("this is not a video, just some text\n" * 20)
+    files["empty"].write_bytes(b"")
+    whole = files["face_video"].read_bytes()
+    files["truncated_video"].write_bytes(whole[: len(whole) // 3])
+    return files
+
+
+def predictions_response(deepfake: float):
+    """What CustomVisionPredictionClient returns: an ImagePrediction with one prediction per tag."""
+    return mock.Mock(
+        predictions=[
+            mock.Mock(tag_name="DeepFake", probability=deepfake),
+            mock.Mock(tag_name="Not DeepFake", probability=1.0 - deepfake),
+        ]
+    )
+
+
+@pytest.fixture
+def mock_prediction_client():
+    """A mocked azure CustomVisionPredictionClient answering P(DeepFake) = 0.8 for every crop."""
+    client = mock.Mock(name="CustomVisionPredictionClient")
+    client.classify_image_with_no_store.return_value = predictions_response(0.8)
+    return client
+
+
+def azure_with(client) -> AzureClassifier:
+    return AzureClassifier(client, "project", "published", max_tps=1000, retry_backoff_s=0.0)
+
+
+@pytest.fixture
+def fake_azure():
+    """A loopback HTTP server that speaks the Custom Vision prediction API."""
+    with FakeCustomVision() as server:
+        yield server
+
+
+def azure_settings(server: FakeCustomVision, **overrides) -> Settings:
+    values = {
+        "VISION_PREDICTION_ENDPOINT": server.endpoint,
+        "VISION_PREDICTION_KEY": server.key,
+        "VISION_PROJECT_ID": server.project_id,
+        "VISION_PUBLISHED_NAME": server.published_name,
+        "AZURE_RETRY_BACKOFF_S": 0.01,
+        "AZURE_TIMEOUT_S": 5,
+        **overrides,
+    }
+    return Settings.from_mapping(values)

@@ -1,0 +1,102 @@
+"""face.py: which frames are sampled, what MTCNN finds, and what the crops hold."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import face
+
+from .conftest import VIDEO_SIDE, face_image
+
+
+@pytest.fixture(scope="module")
+def detector():
+    return face.get_detector(640)
+
+
+def test_samples_one_frame_in_every_interval_from_frame_zero(media):
+    sampler = face.FrameSampler(media["face_video"], 50)
+    frames = list(sampler)
+    assert [frame.index for frame in frames] == [0, 50, 100]
+    assert [frame.time_s for frame in frames] == pytest.approx([0.0, 2.0, 4.0])
+    assert sampler.frames_seen == 120
+    assert frames[0].image.shape == (VIDEO_SIDE, VIDEO_SIDE, 3)
+
+
+def test_a_clip_shorter_than_the_interval_still_gives_its_first_frame(media):
+    assert [frame.index for frame in face.FrameSampler(media["short_video"], 50)] == [0]
+
+
+def test_a_photo_is_a_one_frame_video(media):
+    info = face.probe(media["face_photo"])
+    assert (info.kind, info.frame_count, info.width, info.height) == ("photo", 1, 512, 512)
+    frames = list(face.FrameSampler(media["face_photo"], 50))
+    assert len(frames) == 1 and frames[0].index == 0
+
+
+def test_probe_reads_the_video_facts(media):
+    info = face.probe(media["face_video"])
+    assert (info.kind, info.frame_count, info.width, info.height) == ("video", 120, VIDEO_SIDE, VIDEO_SIDE)
+    assert info.fps == pytest.approx(25.0)
+    assert info.duration_s == pytest.approx(4.8)
+
+
+@pytest.mark.parametrize("name", ["text_as_mp4", "empty", "truncated_video"])
+def test_unreadable_files_are_refused_by_content(media, name):
+    with pytest.raises(face.UnreadableMediaError):
+        face.probe(media[name])
+
+
+def test_the_crop_is_the_keypoint_box_with_a_margin(detector):
+    image = face_image()
+    faces = detector.detect(image)
+    assert len(faces) == 1 and faces[0].confidence > 0.99
+    crops = face.crop_faces(image, faces, margin=0.25)
+    assert len(crops) == 1
+    x1, y1, x2, y2 = crops[0].box
+    points = np.array(list(faces[0].keypoints.values()))
+    assert (points[:, 0] > x1).all() and (points[:, 0] < x2).all()
+    assert (points[:, 1] > y1).all() and (points[:, 1] < y2).all()
+    # the eye/nose/mouth region, not the whole face box
+    fx1, fy1, fx2, fy2 = faces[0].box
+    assert (x2 - x1) * (y2 - y1) < 0.8 * (fx2 - fx1) * (fy2 - fy1)
+    assert crops[0].image.shape == (y2 - y1, x2 - x1, 3)
+    np.testing.assert_array_equal(crops[0].image, image[y1:y2, x1:x2])
+
+
+def test_detection_on_a_reduced_copy_crops_from_the_full_resolution_frame(detector):
+    image = face_image()
+    big = np.kron(image, np.ones((3, 3, 1), dtype=np.uint8))  # 1536 x 1536
+    small_faces = face.FaceDetector(max_side=512).detect(big)  # detection runs on a 512 copy
+    assert len(small_faces) == 1
+    crop = face.crop_faces(big, small_faces)[0]
+    full_box = face.crop_faces(image, detector.detect(image))[0].box
+    assert np.allclose(crop.box, np.array(full_box) * 3, atol=12)
+    assert crop.image.shape[0] > 2 * (full_box[3] - full_box[1])  # full-resolution pixels
+
+
+def test_every_confident_face_gives_a_crop_left_to_right(detector):
+    image = face_image()
+    pair = np.concatenate([image, image[:, ::-1]], axis=1)
+    crops = face.crop_faces(pair, detector.detect(pair))
+    assert [crop.face_index for crop in crops] == [0, 1]
+    assert crops[0].box[0] < 512 <= crops[1].box[0]
+
+
+def test_faces_below_the_confidence_threshold_are_left_out(detector):
+    image = face_image()
+    faces = detector.detect(image)
+    assert face.crop_faces(image, faces, min_confidence=1.01) == []
+
+
+def test_a_video_without_faces_gives_no_crops(media, detector):
+    frames = list(face.FrameSampler(media["no_face_video"], 10))
+    assert len(frames) == 3
+    assert all(faces == [] for faces in detector.detect_many([frame.image for frame in frames]))
+
+
+def test_the_crop_box_is_clipped_to_the_frame():
+    keypoints = {name: (x, y) for name, x, y in zip(face.KEYPOINT_NAMES, (1, 9, 5, 2, 8), (1, 1, 5, 9, 9), strict=True)}
+    assert face.crop_box(keypoints, 0.5, width=12, height=11) == (0, 0, 12, 11)
+    assert face.crop_box(keypoints, 0.0, width=100, height=100) == (1, 1, 9, 9)
