@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 from unittest import mock
 
 import cv2
+import imageio_ffmpeg
 import numpy as np
 import pytest
 from skimage import data
@@ -87,12 +89,37 @@ def media(tmp_path_factory):
         "empty": folder / "empty.mp4",
         "truncated_video": folder / "truncated.mp4",
     }
+    files["sideways_video"], files["phone_video"] = phone_videos(folder)
     cv2.imwrite(str(files["face_photo"]), cv2.cvtColor(face_image(), cv2.COLOR_RGB2BGR))
     files["text_as_mp4"].write_text("this is not a video, just some text\n" * 20)
     files["empty"].write_bytes(b"")
     whole = files["face_video"].read_bytes()
     files["truncated_video"].write_bytes(whole[: len(whole) // 3])
     return files
+
+
+def phone_videos(folder: Path) -> tuple[Path, Path]:
+    """A portrait clip stored sideways, without and with the rotation flag a phone would write
+    (set with the ffmpeg binary that the imageio-ffmpeg wheel ships)."""
+    portrait = cv2.resize(face_image(), (VIDEO_SIDE, VIDEO_SIDE))[:, 64:320]
+    sideways = write_video(folder / "sideways.mp4", [cv2.rotate(portrait, cv2.ROTATE_90_CLOCKWISE)] * 10)
+    flagged = folder / "phone.mp4"
+    subprocess.run(
+        [
+            imageio_ffmpeg.get_ffmpeg_exe(),
+            "-loglevel",
+            "error",
+            "-display_rotation",
+            "90",
+            "-i",
+            str(sideways),
+            "-c",
+            "copy",
+            str(flagged),
+        ],
+        check=True,
+    )
+    return sideways, flagged
 
 
 def predictions_response(deepfake: float):

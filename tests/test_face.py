@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
@@ -40,6 +41,19 @@ def test_probe_reads_the_video_facts(media):
     assert (info.kind, info.frame_count, info.width, info.height) == ("video", 120, VIDEO_SIDE, VIDEO_SIDE)
     assert info.fps == pytest.approx(25.0)
     assert info.duration_s == pytest.approx(4.8)
+
+
+def test_a_phone_video_with_a_rotation_flag_is_analysed_upright(media, detector):
+    (stored,) = face.FrameSampler(media["sideways_video"], 50)
+    (upright,) = face.FrameSampler(media["phone_video"], 50)
+    assert stored.image.shape[:2] == (256, VIDEO_SIDE)  # stored on its side
+    assert upright.image.shape[:2] == (VIDEO_SIDE, 256)
+    turned = cv2.rotate(stored.image, cv2.ROTATE_90_COUNTERCLOCKWISE)
+    assert np.abs(turned.astype(int) - upright.image.astype(int)).mean() < 2
+    (found,) = detector.detect(upright.image)
+    assert found.confidence > 0.99 and found.keypoints["nose"][1] < found.keypoints["mouth_left"][1]
+    info = face.probe(media["phone_video"])
+    assert (info.width, info.height) == (256, VIDEO_SIDE)
 
 
 @pytest.mark.parametrize("name", ["text_as_mp4", "empty", "truncated_video"])
