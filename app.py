@@ -34,6 +34,7 @@ from werkzeug.exceptions import HTTPException
 import custom_vision
 import face
 import pipeline
+import training
 from config import Settings
 
 log = logging.getLogger(__name__)
@@ -249,4 +250,129 @@ def analyze_command(paths: tuple[str, ...], as_json: bool) -> None:
             crops = f"{len(result.crops)} crop{'' if len(result.crops) == 1 else 's'}"
             click.echo(f"{path}: {result.verdict} (deepfake probability {probability}, {crops})")
     if failed:
+        raise SystemExit(1)
+
+
+@bp.cli.command("build-dataset")
+@click.argument("src", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+def build_dataset_command(src: Path, out: Path) -> None:
+    """Crop the faces of SRC (real/ and fake/ folders, or a metadata.csv) into a labelled dataset OUT."""
+    settings = services().settings
+    sources = training.find_sources(src)
+    with click.progressbar(length=len(sources), label="cropping faces", show_pos=True) as bar:
+        report = training.build_dataset(
+            src,
+            out,
+            detector=services().detector,
+            frame_interval=settings.frame_interval,
+            min_confidence=settings.min_face_confidence,
+            margin=settings.crop_margin,
+            progress=bar.update,
+        )
+    click.echo(
+        f"{report.crops_written} crops from {report.sources_done} sources written to {out / training.LABELS_FILE}; "
+        f"{report.sources_skipped} sources done before; {report.no_face} with no face; {report.unreadable} unreadable "
+        f"(listed in {out / training.NO_FACE_FILE})."
+    )
+
+
+@bp.cli.command("train")
+@click.argument("dataset", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None, help="Default: models/.")
+@click.option("--epochs", type=int, default=training.TrainConfig.epochs, show_default=True)
+@click.option("--seed", type=int, default=training.TrainConfig.seed, show_default=True)
+@click.option("--limit", type=int, default=0, help="Use at most this many crops per split (for quick trials).")
+def train_command(dataset: Path, out: Path | None, epochs: int, seed: int, limit: int) -> None:
+    """Train the local classifier on DATASET's train split (val picks the epoch); write it to models/."""
+    out = out or services().settings.local_model_path.parent
+    config = training.TrainConfig(epochs=epochs, seed=seed, limit=limit)
+    metrics = training.train(
+        dataset, out, config, model_name=services().settings.local_model_path.name, progress=click.echo
+    )
+    click.echo(
+        f"best epoch {metrics['best_epoch']}: val ROC AUC {metrics['val_auc']:.4f}; "
+        f"{metrics['train_seconds']:.0f}s; model in {out}"
+    )
+
+
+@bp.cli.command("evaluate")
+@click.argument("path", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option(
+    "--split", default="test", show_default=True, help="For a dataset: the split to score ('all' for every crop)."
+)
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(dir_okay=False, allow_dash=True),
+    help="Also write the report as JSON here ('-': stdout).",
+)
+def evaluate_command(path: Path, split: str, json_path: str | None) -> None:
+    """Score the classifier on a build-dataset folder, or on a folder of real/ and fake/ videos."""
+    if (path / training.LABELS_FILE).is_file():
+        rows = training.count_rows(path, None if split == "all" else split)
+        with click.progressbar(length=rows, label="classifying crops", show_pos=True) as bar:
+            report = training.evaluate_dataset(
+                path, services().classifier, None if split == "all" else split, progress=bar.update
+            )
+    else:
+        videos = [s for s in training.find_sources(path) if s.path.suffix.lower() in face.VIDEO_EXTENSIONS]
+        with click.progressbar(length=len(videos), label="analysing videos", show_pos=True) as bar:
+            report = training.evaluate_videos(
+                path,
+                services().settings,
+                detector=services().detector,
+                classifier=services().classifier,
+                progress=bar.update,
+            )
+    click.echo(training.summary(report))
+    if json_path:
+        text = json.dumps(report, indent=2)
+        if json_path == "-":
+            click.echo(text)
+        else:
+            Path(json_path).write_text(text)
+
+
+@bp.cli.command("upload-to-custom-vision")
+@click.argument("dataset", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option(
+    "--split",
+    "splits",
+    multiple=True,
+    default=("train", "val"),
+    show_default=True,
+    help="Splits to upload (repeatable).",
+)
+def upload_to_custom_vision_command(dataset: Path, splits: tuple[str, ...]) -> None:
+    """Upload DATASET's labelled crops to your Custom Vision project, tagged DeepFake / Not DeepFake."""
+    settings = services().settings
+    if not (settings.vision_training_endpoint and settings.vision_training_key and settings.vision_project_id):
+        raise click.UsageError("Set VISION_TRAINING_ENDPOINT, VISION_TRAINING_KEY and VISION_PROJECT_ID first.")
+    client = training.training_client(settings.vision_training_endpoint, settings.vision_training_key)
+    retry = custom_vision.AzureRetry(settings.azure_max_retries, settings.azure_retry_backoff_s)
+    rows = training.count_rows(dataset, splits)
+    try:
+        with click.progressbar(length=rows, label="uploading crops", show_pos=True) as bar:
+            report = training.upload_to_custom_vision(
+                dataset,
+                client,
+                settings.vision_project_id,
+                retry=retry,
+                deepfake_tag=settings.deepfake_tag,
+                real_tag=settings.real_tag,
+                splits=splits,
+                progress=bar.update,
+            )
+    except custom_vision.ClassifierError as error:
+        raise click.ClickException(str(error)) from error
+    finally:
+        client.close()
+    created = ", ".join(report.created_tags) or "none"
+    click.echo(
+        f"uploaded {report.uploaded} crops, {report.duplicates} already there, {len(report.failed)} refused; tags created: {created}"
+    )
+    for failure in report.failed[:20]:
+        click.echo(f"  {failure['image']}: {failure['status']}", err=True)
+    if report.failed:
         raise SystemExit(1)

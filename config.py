@@ -10,6 +10,9 @@ import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent
 
 
 @dataclass(frozen=True)
@@ -23,10 +26,13 @@ class Settings:
     classifier: str = "auto"  # auto | azure | local
     deepfake_tag: str = "DeepFake"
     real_tag: str = "Not DeepFake"
+    local_model: str = "models/deepfake_crop_cnn.keras"
     vision_prediction_endpoint: str = ""
     vision_prediction_key: str = ""
     vision_project_id: str = ""
     vision_published_name: str = ""
+    vision_training_endpoint: str = ""
+    vision_training_key: str = ""
     store_prediction_images: bool = False
     azure_max_tps: float = 10.0
     azure_max_retries: int = 5
@@ -54,6 +60,12 @@ class Settings:
 
     def as_mapping(self) -> dict[str, object]:
         return {field.name.upper(): getattr(self, field.name) for field in dataclasses.fields(self)}
+
+    @property
+    def local_model_path(self) -> Path:
+        """LOCAL_MODEL, relative to the project folder unless absolute."""
+        path = Path(self.local_model)
+        return path if path.is_absolute() else PROJECT_ROOT / path
 
     @property
     def azure_configured(self) -> bool:

@@ -7,18 +7,21 @@ are called in the Azure project (DEEPFAKE_TAG, REAL_TAG), so the verdict cannot 
 from __future__ import annotations
 
 import email.utils
+import functools
 import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 import cv2
 import numpy as np
 
 import face
+import model
 from config import Settings
 
 log = logging.getLogger(__name__)
@@ -117,11 +120,36 @@ def make_classifier(settings: Settings) -> Classifier:
                 "VISION_PROJECT_ID and VISION_PUBLISHED_NAME."
             )
         return AzureClassifier.from_settings(settings)
-    raise ClassifierError(
-        "No classifier is available: the embedded local model is not part of this version yet. "
-        "Set VISION_PREDICTION_ENDPOINT, VISION_PREDICTION_KEY, VISION_PROJECT_ID and "
-        "VISION_PUBLISHED_NAME to use your Azure Custom Vision model."
-    )
+    return LocalClassifier.load(settings.local_model_path)
+
+
+class LocalClassifier:
+    """The embedded network that `flask --app app train` produces (models/ ships one)."""
+
+    name = "local"
+
+    def __init__(self, network: model.LocalModel):
+        self.network = network
+
+    @classmethod
+    def load(cls, path: Path) -> LocalClassifier:
+        if not path.is_file():
+            raise ClassifierError(
+                f"The local model {path} does not exist: train one with `flask --app app train DATASET`, "
+                "or set the VISION_PREDICTION_* settings to use Azure Custom Vision."
+            )
+        return cls(_load_local_model(path.resolve()))
+
+    def classify(self, images: Sequence[np.ndarray]) -> list[Prediction]:
+        scores = self.network.predict(list(images))
+        return [Prediction({DEEPFAKE: float(score), REAL: 1.0 - float(score)}) for score in scores]
+
+
+@functools.cache
+def _load_local_model(path: Path) -> model.LocalModel:
+    """Each model file is loaded once per process, however many apps or settings ask for it."""
+    log.info("loading the local model %s", path)
+    return model.LocalModel(path)
 
 
 class RateLimiter:
@@ -167,10 +195,7 @@ class AzureClassifier:
         self.tag_map = {deepfake_tag: DEEPFAKE, real_tag: REAL}
         self.store_images = store_images
         self.max_tps = max_tps
-        self.max_retries = max_retries
-        self.retry_backoff_s = retry_backoff_s
-        self._sleep = sleep
-        self._limiter = RateLimiter(max_tps, sleep=sleep)
+        self.retry = AzureRetry(max_retries, retry_backoff_s, RateLimiter(max_tps, sleep=sleep), sleep)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AzureClassifier:
@@ -206,16 +231,45 @@ class AzureClassifier:
             return list(pool.map(self._classify_one, images))
 
     def _classify_one(self, image: np.ndarray) -> Prediction:
-        from msrest.exceptions import ClientRequestError
-
         data = jpeg_under(image, AZURE_MAX_IMAGE_BYTES)
         call = self.client.classify_image if self.store_images else self.client.classify_image_with_no_store
+        result = self.retry.call(
+            lambda: call(self.project_id, self.published_name, data),
+            key="prediction",
+            not_found="project or published iteration not found (HTTP 404): check VISION_PROJECT_ID and VISION_PUBLISHED_NAME.",
+        )
+        return self._to_prediction(result)
+
+    def _to_prediction(self, result) -> Prediction:
+        probabilities = dict.fromkeys(TAGS, 0.0)
+        for item in result.predictions or []:
+            tag = self.tag_map.get(item.tag_name)
+            if tag is not None:
+                probabilities[tag] = float(item.probability)
+        return Prediction(probabilities)
+
+
+class AzureRetry:
+    """How every Azure Custom Vision call is made: rate-limited, retried on 429 (after Retry-After),
+    5xx and timeouts a bounded number of times, and failed at once, with a plain message, on the
+    answers that retrying cannot fix (a rejected key, an unknown project)."""
+
+    def __init__(self, max_retries: int, backoff_s: float, limiter: RateLimiter | None = None, sleep=time.sleep):
+        self.max_retries = max_retries
+        self.backoff_s = backoff_s
+        self.limiter = limiter
+        self._sleep = sleep
+
+    def call(self, request: Callable[[], object], *, key: str, not_found: str):
+        """The result of ``request()``; raises ClassifierError when Azure cannot give one."""
+        from msrest.exceptions import ClientRequestError
+
         attempt = 0
         while True:
-            self._limiter.wait()
+            if self.limiter:
+                self.limiter.wait()
             try:
-                result = call(self.project_id, self.published_name, data)
-                return self._to_prediction(result)
+                return request()
             except ClientRequestError as error:  # connection refused, timeout
                 if attempt >= self.max_retries:
                     raise ClassifierError(
@@ -227,14 +281,13 @@ class AzureClassifier:
                 if status is None:
                     raise
                 if status in (401, 403):
-                    raise ClassifierError(f"Azure rejected the prediction key (HTTP {status}).") from error
+                    raise ClassifierError(f"Azure rejected the {key} key (HTTP {status}).") from error
                 if status == 404:
-                    raise ClassifierError(
-                        "Azure Custom Vision project or published iteration not found (HTTP 404): check "
-                        "VISION_PROJECT_ID and VISION_PUBLISHED_NAME."
-                    ) from error
+                    raise ClassifierError(f"Azure Custom Vision {not_found}") from error
                 if status != 429 and status < 500:
-                    raise ClassifierError(f"Azure Custom Vision refused the crop (HTTP {status}): {error}") from error
+                    raise ClassifierError(
+                        f"Azure Custom Vision refused the request (HTTP {status}): {error}"
+                    ) from error
                 if attempt >= self.max_retries:
                     what = (
                         "kept throttling the requests (HTTP 429)" if status == 429 else f"kept failing (HTTP {status})"
@@ -248,15 +301,7 @@ class AzureClassifier:
             attempt += 1
 
     def _backoff(self, attempt: int) -> float:
-        return min(self.retry_backoff_s * 2**attempt, MAX_RETRY_WAIT_S)
-
-    def _to_prediction(self, result) -> Prediction:
-        probabilities = dict.fromkeys(TAGS, 0.0)
-        for item in result.predictions or []:
-            tag = self.tag_map.get(item.tag_name)
-            if tag is not None:
-                probabilities[tag] = float(item.probability)
-        return Prediction(probabilities)
+        return min(self.backoff_s * 2**attempt, MAX_RETRY_WAIT_S)
 
 
 def jpeg_under(image: np.ndarray, limit: int) -> bytes:

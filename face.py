@@ -24,6 +24,13 @@ log = logging.getLogger(__name__)
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".avi", ".mkv", ".webm")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
 KEYPOINT_NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
+# Quality flags. A crop whose shorter side is below SMALL_CROP_PX is blown up several times before
+# classification. BLUR_THRESHOLD is a variance of the Laplacian at 112 x 112 grey: on DFDC crops the
+# median is 61 and 7% fall below 10; the same crops shrunk 4x and blown up again have a median of 9.
+SMALL_CROP_PX = 48
+BLUR_THRESHOLD = 10.0
+SMALL_FACE = "small face"
+BLURRY = "blurry"
 
 
 class UnreadableMediaError(ValueError):
@@ -233,9 +240,21 @@ def crop_faces(
                 box=box,
                 face=face,
                 image=np.ascontiguousarray(image[y1:y2, x1:x2]),
+                quality_flags=quality_flags(image[y1:y2, x1:x2]),
             )
         )
     return crops
+
+
+def quality_flags(crop: np.ndarray) -> list[str]:
+    """What makes a crop a weak witness: too few pixels, or too little detail (blur, heavy compression)."""
+    flags = []
+    if min(crop.shape[:2]) < SMALL_CROP_PX:
+        flags.append(SMALL_FACE)
+    grey = cv2.cvtColor(cv2.resize(crop, (112, 112), interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2GRAY)
+    if cv2.Laplacian(grey, cv2.CV_64F).var() < BLUR_THRESHOLD:
+        flags.append(BLURRY)
+    return flags
 
 
 def encode_jpeg(image: np.ndarray, quality: int = 92) -> bytes:

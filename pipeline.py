@@ -18,6 +18,7 @@ from config import Settings
 from custom_vision import Classifier, Prediction, TagStats
 
 DETECT_BATCH = 8  # sampled frames per MTCNN call
+LOW_QUALITY_WARNING = "low-quality video: this verdict is less reliable"
 
 Progress = Callable[[str, int, int], None]  # stage, frames done, frames total (an estimate)
 
@@ -119,7 +120,14 @@ def analyze(
         duration_s=round(frames_total / fps, 3) if fps else 0.0,
         crops=crop_results,
         timings_s={name: round(seconds, 4) for name, seconds in timings.items()},
+        warnings=warnings_for(crops),
     )
+
+
+def warnings_for(crops: list[face.FaceCrop]) -> list[str]:
+    """The low-quality warning when most crops carry a quality flag (small face, blur)."""
+    flagged = sum(1 for crop in crops if crop.quality_flags)
+    return [LOW_QUALITY_WARNING] if crops and flagged * 2 > len(crops) else []
 
 
 def _rounded(stats: TagStats) -> TagStats:

@@ -1,5 +1,6 @@
-"""A loopback HTTP server that speaks the Custom Vision prediction API (v3.1 classify routes),
-so the real SDK's request path (URL, headers, multipart body, error mapping) runs in tests."""
+"""A loopback HTTP server that speaks the Custom Vision prediction API (v3.1 classify routes) and
+the few training API routes the upload command uses (v3.4-preview tags and images/files), so the
+real SDK's request path (URL, headers, body, error mapping) runs in tests."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ import uuid
 from collections import deque
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlparse
 
+TRAINING = re.compile(r"^/customvision/v3\.4-preview/training/projects/(?P<project>[^/?]+)/(?P<what>tags|images/files)")
 ROUTE = re.compile(
     r"^/customvision/v3\.1/prediction/(?P<project>[^/]+)/classify/iterations/(?P<name>[^/]+)/image(?P<nostore>/nostore)?$"
 )
@@ -32,6 +35,9 @@ class FakeCustomVision:
         self.deepfake_probability = deepfake_probability
         self.failures: deque[tuple[int, dict[str, str]]] = deque()  # answered before any success
         self.requests: list[Recorded] = []
+        self.training_key = "training-key"
+        self.tags: dict[str, str] = {}  # name -> id
+        self.uploaded: list[dict] = []  # the entries of every images/files batch
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -59,8 +65,35 @@ class FakeCustomVision:
             def log_message(self, *args):  # keep test output clean
                 pass
 
+            def do_GET(self):
+                self._training(b"")
+
+            def _training(self, body: bytes):
+                match = TRAINING.match(self.path)
+                if not match or match["project"] != fake.project_id:
+                    return self._json(404, {"code": "NotFound", "message": "Project not found"})
+                if self.headers.get("Training-Key") != fake.training_key:
+                    return self._json(401, {"code": "401", "message": "Access denied due to invalid training key."})
+                with fake._lock:
+                    failure = fake.failures.popleft() if fake.failures else None
+                if failure:
+                    status, headers = failure
+                    return self._json(status, {"code": str(status), "message": "injected failure"}, headers)
+                if match["what"] == "tags" and self.command == "GET":
+                    return self._json(200, [{"id": tag_id, "name": name} for name, tag_id in fake.tags.items()])
+                if match["what"] == "tags":
+                    name = parse_qs(urlparse(self.path).query)["name"][0]
+                    fake.tags[name] = str(uuid.uuid4())
+                    return self._json(200, {"id": fake.tags[name], "name": name})
+                entries = json.loads(body)["images"]
+                fake.uploaded += entries
+                results = [{"sourceUrl": entry["name"], "status": "OK"} for entry in entries]
+                return self._json(200, {"isBatchSuccessful": True, "images": results})
+
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                if self.path.startswith("/customvision/v3.4-preview/training/"):
+                    return self._training(body)
                 with fake._lock:
                     fake.requests.append(
                         Recorded(

@@ -140,10 +140,19 @@ def test_azure_failing_shows_why_keeps_the_upload_and_can_analyse_again(app, cli
     assert '<h1 id="verdict">DeepFake</h1>' in client.get(location).get_data(as_text=True)
 
 
-def test_without_any_classifier_the_page_says_so_plainly(client, media):
+def test_a_missing_local_model_is_a_plain_failure_not_made_up_scores(tmp_path, media):
+    app = create_app(
+        {
+            "TESTING": True,
+            "UPLOAD_FOLDER": str(tmp_path),
+            "SECRET_KEY": "t",
+            "LOCAL_MODEL": str(tmp_path / "none.keras"),
+        }
+    )
+    client = app.test_client()
     location = upload(client, media["face_photo"]).headers["Location"]
     page = client.get(location).get_data(as_text=True)
-    assert "The analysis failed" in page and "local model is not part of this version" in page
+    assert "The analysis failed" in page and "none.keras does not exist" in page
 
 
 def test_cli_analyze_json_has_the_documented_fields(runner, app, media, mocked_azure):
