@@ -12,10 +12,13 @@ import os
 import re
 import secrets
 import shutil
+import statistics
+import time
 from functools import cached_property
 from pathlib import Path
 
 import click
+import numpy as np
 from dotenv import load_dotenv
 from flask import (
     Blueprint,
@@ -376,3 +379,39 @@ def upload_to_custom_vision_command(dataset: Path, splits: tuple[str, ...]) -> N
         click.echo(f"  {failure['image']}: {failure['status']}", err=True)
     if report.failed:
         raise SystemExit(1)
+
+
+@bp.cli.command("benchmark")
+@click.argument("videos", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--repeat", type=int, default=5, show_default=True, help="Timed classifier runs over the crops.")
+def benchmark_command(videos: tuple[str, ...], repeat: int) -> None:
+    """Time analyze on VIDEOS (decode, detect, classify) and the classifier alone, per crop."""
+    settings = services().settings
+    detector, classifier = services().detector, services().classifier
+    classifier.classify([np.zeros((64, 64, 3), dtype=np.uint8)])  # warm-up: first calls build graphs
+    crops, ratios = [], []
+    for path in videos:
+        result = pipeline.analyze(path, settings, detector=detector, classifier=classifier)
+        t = result.timings_s
+        ratios.append(t["classify"] / t["detect"] if t["detect"] else float("inf"))
+        click.echo(
+            f"{Path(path).name}: {len(result.crops)} crops; decode {t['decode']:.3f}s, detect {t['detect']:.3f}s, "
+            f"classify {t['classify']:.3f}s (classify/detect {ratios[-1]:.3f}), total {t['total']:.3f}s"
+        )
+        for frame in face.FrameSampler(path, settings.frame_interval):
+            crops += face.crop_faces(
+                frame.image,
+                detector.detect(frame.image),
+                min_confidence=settings.min_face_confidence,
+                margin=settings.crop_margin,
+            )
+    images = [crop.image for crop in crops]
+    per_crop_ms = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        classifier.classify(images)
+        per_crop_ms.append((time.perf_counter() - started) / max(1, len(images)) * 1000)
+    click.echo(
+        f"classifier {classifier.name}: {len(images)} crops a batch, median {statistics.median(per_crop_ms):.2f} ms a crop "
+        f"over {repeat} runs; classify/detect in analyze: max {max(ratios):.3f}"
+    )

@@ -20,7 +20,7 @@ class Settings:
     # frames and faces
     frame_interval: int = 50
     min_face_confidence: float = 0.9
-    crop_margin: float = 0.25
+    crop_margin: float = 0.5
     detect_max_side: int = 640
     # classifier
     classifier: str = "auto"  # auto | azure | local

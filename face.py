@@ -212,8 +212,8 @@ def crop_faces(
     image: np.ndarray,
     faces: list[Face],
     *,
-    min_confidence: float = 0.9,
-    margin: float = 0.25,
+    min_confidence: float,
+    margin: float,
     frame_index: int = 0,
     time_s: float = 0.0,
 ) -> list[FaceCrop]:

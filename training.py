@@ -97,9 +97,9 @@ def build_dataset(
     out: Path,
     *,
     detector: face.FaceDetector,
-    frame_interval: int = 50,
-    min_confidence: float = 0.9,
-    margin: float = 0.25,
+    frame_interval: int,
+    min_confidence: float,
+    margin: float,
     progress: Callable[[int], None] | None = None,
 ) -> BuildReport:
     """Crop every labelled source under ``src`` with face.py's own crop step into ``out``.
@@ -220,6 +220,7 @@ class TrainConfig:
     batch_size: int = 128
     learning_rate: float = 2e-3
     weight_decay: float = 1e-4
+    stem: int = 16
     dropout: float = 0.3
     seed: int = 1234
     limit: int = 0  # use at most this many training crops (0: all); for quick trials
@@ -271,7 +272,7 @@ def train(
     positives = float(train_y.sum())
     class_weight = {0: len(train_y) / (2 * (len(train_y) - positives)), 1: len(train_y) / (2 * positives)}
     steps = int(np.ceil(len(train_x) / config.batch_size))
-    network = model.build(dropout=config.dropout)
+    network = model.build(stem=config.stem, dropout=config.dropout)
     schedule = keras.optimizers.schedules.CosineDecay(
         config.learning_rate, decay_steps=steps * config.epochs, warmup_target=None
     )

@@ -10,6 +10,8 @@ import face
 
 from .conftest import VIDEO_SIDE, face_image
 
+CROP = {"min_confidence": 0.9, "margin": 0.5}
+
 
 @pytest.fixture(scope="module")
 def detector():
@@ -66,7 +68,7 @@ def test_the_crop_is_the_keypoint_box_with_a_margin(detector):
     image = face_image()
     faces = detector.detect(image)
     assert len(faces) == 1 and faces[0].confidence > 0.99
-    crops = face.crop_faces(image, faces, margin=0.25)
+    crops = face.crop_faces(image, faces, min_confidence=0.9, margin=0.25)
     assert len(crops) == 1
     x1, y1, x2, y2 = crops[0].box
     points = np.array(list(faces[0].keypoints.values()))
@@ -84,8 +86,8 @@ def test_detection_on_a_reduced_copy_crops_from_the_full_resolution_frame(detect
     big = np.kron(image, np.ones((3, 3, 1), dtype=np.uint8))  # 1536 x 1536
     small_faces = face.FaceDetector(max_side=512).detect(big)  # detection runs on a 512 copy
     assert len(small_faces) == 1
-    crop = face.crop_faces(big, small_faces)[0]
-    full_box = face.crop_faces(image, detector.detect(image))[0].box
+    crop = face.crop_faces(big, small_faces, **CROP)[0]
+    full_box = face.crop_faces(image, detector.detect(image), **CROP)[0].box
     assert np.allclose(crop.box, np.array(full_box) * 3, atol=12)
     assert crop.image.shape[0] > 2 * (full_box[3] - full_box[1])  # full-resolution pixels
 
@@ -93,7 +95,7 @@ def test_detection_on_a_reduced_copy_crops_from_the_full_resolution_frame(detect
 def test_every_confident_face_gives_a_crop_left_to_right(detector):
     image = face_image()
     pair = np.concatenate([image, image[:, ::-1]], axis=1)
-    crops = face.crop_faces(pair, detector.detect(pair))
+    crops = face.crop_faces(pair, detector.detect(pair), **CROP)
     assert [crop.face_index for crop in crops] == [0, 1]
     assert crops[0].box[0] < 512 <= crops[1].box[0]
 
@@ -101,7 +103,7 @@ def test_every_confident_face_gives_a_crop_left_to_right(detector):
 def test_faces_below_the_confidence_threshold_are_left_out(detector):
     image = face_image()
     faces = detector.detect(image)
-    assert face.crop_faces(image, faces, min_confidence=1.01) == []
+    assert face.crop_faces(image, faces, min_confidence=1.01, margin=0.5) == []
 
 
 def test_a_video_without_faces_gives_no_crops(media, detector):
