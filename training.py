@@ -290,6 +290,7 @@ def train(
     )
     out.mkdir(parents=True, exist_ok=True)
     model_path = out / model_name
+    checkpoint = out / "best.weights.h5"
     history = []
 
     class Report(keras.callbacks.Callback):
@@ -305,11 +306,19 @@ def train(
         class_weight=class_weight,
         shuffle=False,  # the tf.data pipeline shuffles
         callbacks=[
-            keras.callbacks.ModelCheckpoint(model_path, monitor="val_auc", mode="max", save_best_only=True),
+            keras.callbacks.ModelCheckpoint(
+                checkpoint, monitor="val_auc", mode="max", save_best_only=True, save_weights_only=True
+            ),
             Report(),
         ],
         verbose=0,
     )
+    # Ship the best epoch's weights in an uncompiled copy: no optimizer state, a third of the size.
+    network.load_weights(checkpoint)
+    shipped = model.build(stem=config.stem, dropout=config.dropout)
+    shipped.set_weights(network.get_weights())
+    shipped.save(model_path)
+    checkpoint.unlink()
     best = max(range(len(history)), key=lambda index: history[index]["val_auc"])
     metrics = {
         "config": dataclasses.asdict(config),

@@ -6,12 +6,13 @@ import io
 import json
 from pathlib import Path
 
+import cv2
 import pytest
 
 from app import create_app
 from custom_vision import AzureClassifier, ClassifierError
 
-from .conftest import azure_with
+from .conftest import azure_with, face_frames, write_video
 
 
 @pytest.fixture
@@ -195,3 +196,20 @@ def test_cli_reports_a_bad_file_runs_the_others_and_exits_non_zero(runner, media
     assert result.exit_code != 0
     assert "notes.mp4: error: The file is not a video or photo that can be read" in result.output
     assert "face.jpg: DeepFake (deepfake probability 0.800, 1 crop)" in result.output
+
+
+def test_a_low_quality_video_is_flagged_next_to_the_verdict(app, client, tmp_path, mocked_azure):
+    blurred = [cv2.GaussianBlur(frame, (0, 0), 5) for frame in face_frames(60)]
+    video = write_video(tmp_path / "blurry.mp4", blurred)
+    location = upload(client, video).headers["Location"]
+    result = json.loads(next(Path(app.config["UPLOAD_FOLDER"]).glob("*/result.json")).read_text())
+    assert result["warnings"] == ["low-quality video: this verdict is less reliable"]
+    assert all("blurry" in crop["quality_flags"] for crop in result["crops"])
+    page = client.get(location).get_data(as_text=True)
+    assert "Low-quality video: this verdict is less reliable" in page
+
+
+def test_a_sharp_video_carries_no_quality_warning(app, client, media, mocked_azure):
+    upload(client, media["face_video"])
+    result = json.loads(next(Path(app.config["UPLOAD_FOLDER"]).glob("*/result.json")).read_text())
+    assert result["warnings"] == []

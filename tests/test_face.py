@@ -116,3 +116,10 @@ def test_the_crop_box_is_clipped_to_the_frame():
     keypoints = {name: (x, y) for name, x, y in zip(face.KEYPOINT_NAMES, (1, 9, 5, 2, 8), (1, 1, 5, 9, 9), strict=True)}
     assert face.crop_box(keypoints, 0.5, width=12, height=11) == (0, 0, 12, 11)
     assert face.crop_box(keypoints, 0.0, width=100, height=100) == (1, 1, 9, 9)
+
+
+def test_quality_flags_mark_small_and_blurry_crops():
+    sharp = face_image()[60:200, 170:300]
+    assert face.quality_flags(sharp) == []
+    assert face.quality_flags(cv2.resize(sharp, (40, 36))) == [face.SMALL_FACE]
+    assert face.quality_flags(cv2.GaussianBlur(sharp, (0, 0), 4)) == [face.BLURRY]
