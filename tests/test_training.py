@@ -230,3 +230,20 @@ def test_upload_to_custom_vision_with_a_wrong_key_says_so(runner, app, tmp_path,
     result = runner.invoke(args=["upload-to-custom-vision", str(dataset)])
     assert result.exit_code != 0
     assert "Azure rejected the training key" in result.output
+
+
+def test_evaluate_a_folder_of_real_and_fake_videos(runner, app, source_folder, mock_prediction_client):
+    from .conftest import azure_with
+
+    app.extensions["deepfake"].classifier = azure_with(mock_prediction_client)  # P(DeepFake) = 0.8 for every crop
+    result = runner.invoke(args=["evaluate", str(source_folder), "--json", "-"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output[result.output.index("{") :])
+    assert [(v["file"], v["label"], v["verdict"], v["crops"]) for v in report["videos"]] == [
+        ("real/clip.mp4", "real", "DeepFake", 2),
+        ("fake/swap.avi", "fake", "DeepFake", 1),
+    ]
+    assert report["video_level"]["confusion"] == {"true_fake": 1, "false_fake": 1, "true_real": 0, "false_real": 0}
+    assert report["crop_level"]["count"] == 3 and report["crop_level"]["roc_auc"] == 0.5
+    assert [f["file"] for f in report["failed"]] == ["fake/notes.mp4"]
+    assert "real/clip.mp4: real -> DeepFake (0.800, 2 crops)" in result.output
