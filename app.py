@@ -193,7 +193,6 @@ def run_analysis(folder: Path) -> None:
         log.warning("analysis %s failed: %s", folder.name, error)
         (folder / FAILURE_FILE).write_text(json.dumps({"error": str(error)}))
         return
-    result.file = "upload" if result.media == "video" else "photo"
     (folder / RESULT_FILE).write_text(json.dumps(pipeline.result_to_dict(result)))
 
 

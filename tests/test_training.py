@@ -14,6 +14,7 @@ import pytest
 import face
 import training
 from app import create_app
+from config import Settings
 from custom_vision import DEEPFAKE, REAL, Prediction
 
 from .conftest import face_frames, face_image, write_video
@@ -195,8 +196,7 @@ def test_roc_auc(labels, scores, auc):
 
 def test_upload_to_custom_vision_creates_tags_and_uploads_train_and_val(runner, app, tmp_path, fake_azure):
     dataset = tiny_dataset(tmp_path / "tiny")
-    app.config["VISION_TRAINING_ENDPOINT"] = fake_azure.endpoint
-    app.extensions["deepfake"].settings = app.extensions["deepfake"].settings.__class__.from_mapping(
+    app.extensions["deepfake"].settings = Settings.from_mapping(
         {
             "VISION_TRAINING_ENDPOINT": fake_azure.endpoint,
             "VISION_TRAINING_KEY": fake_azure.training_key,
@@ -220,7 +220,7 @@ def test_upload_to_custom_vision_creates_tags_and_uploads_train_and_val(runner, 
 
 def test_upload_to_custom_vision_with_a_wrong_key_says_so(runner, app, tmp_path, fake_azure):
     dataset = tiny_dataset(tmp_path / "tiny")
-    app.extensions["deepfake"].settings = app.extensions["deepfake"].settings.__class__.from_mapping(
+    app.extensions["deepfake"].settings = Settings.from_mapping(
         {
             "VISION_TRAINING_ENDPOINT": fake_azure.endpoint,
             "VISION_TRAINING_KEY": "wrong",
