@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install run test lint format clean
+.PHONY: install run test translations format clean
 
 install: $(VENV)/.installed
 
@@ -14,8 +14,15 @@ $(VENV)/.installed: requirements.txt
 	$(BIN)/pip install --quiet -r requirements.txt
 	touch $@
 
+# One process (its analysis workers are threads, WORKERS of them); threads answer pages while videos are analysed.
 run: install
-	$(BIN)/flask --app app run --host 127.0.0.1 --port 5000
+	$(BIN)/gunicorn --bind 127.0.0.1:5000 --workers 1 --threads 8 --timeout 300 wsgi:app
+
+# After changing a page's text: collect the strings, merge them into each language, compile.
+translations: install
+	$(BIN)/pybabel extract -F babel.cfg --ignore-dirs=".venv tests" -o translations/messages.pot .
+	$(BIN)/pybabel update -i translations/messages.pot -d translations --width 120
+	$(BIN)/pybabel compile -d translations
 
 test: install
 	$(BIN)/ruff check .

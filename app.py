@@ -1,7 +1,9 @@
-"""The web app and the CLI: thin views over pipeline.analyze.
+"""The Flask app: the factory, error pages, security headers, language, and the CLI commands.
 
-flask --app app run                  the upload page at http://127.0.0.1:5000
+flask --app app run                  the upload page at http://127.0.0.1:5000 (make run: gunicorn)
 flask --app app analyze VIDEO...     a verdict per video (--json for one JSON object per line)
+
+Pages live in web.py, the REST API in api.py; both hand uploads to intake.py and jobs.py.
 """
 
 from __future__ import annotations
@@ -9,66 +11,42 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import secrets
-import shutil
 import statistics
 import time
-from functools import cached_property
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
 import numpy as np
 from dotenv import load_dotenv
-from flask import (
-    Blueprint,
-    Flask,
-    abort,
-    current_app,
-    jsonify,
-    redirect,
-    render_template,
-    request,
-    send_from_directory,
-    url_for,
-)
+from flask import Blueprint, Flask, jsonify, render_template, request, session
+from flask_babel import Babel, format_datetime, get_locale
+from flask_babel import gettext as _
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
+from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.exceptions import HTTPException
 
+import api
 import custom_vision
 import face
 import pipeline
 import training
+import web
 from config import Settings
+from intake import services
+from services import Services
 
 log = logging.getLogger(__name__)
 
 MB = 1024 * 1024
-RESULT_FILE = "result.json"
-FAILURE_FILE = "failure.json"
-CROPS_DIR = "crops"
-UPLOAD_STEM = "upload"
-ANALYSIS_ID = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    "form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+)
 
-bp = Blueprint("web", __name__, cli_group=None)
-
-
-class BadUploadError(ValueError):
-    """An upload that cannot be analysed; the message is shown to the person who sent it."""
-
-
-class Services:
-    """What analysis needs, built once per app and on first use (MTCNN and TensorFlow take seconds)."""
-
-    def __init__(self, settings: Settings):
-        self.settings = settings
-
-    @cached_property
-    def detector(self) -> face.FaceDetector:
-        return face.get_detector(self.settings.detect_max_side)
-
-    @cached_property
-    def classifier(self) -> custom_vision.Classifier:
-        return custom_vision.make_classifier(self.settings)
+cli = Blueprint("cli", __name__, cli_group=None)
 
 
 def create_app(test_config: dict | None = None) -> Flask:
@@ -77,127 +55,51 @@ def create_app(test_config: dict | None = None) -> Flask:
     app = Flask(__name__, instance_relative_config=True)
     settings = Settings.from_environment(test_config)
     app.config.from_mapping(settings.as_mapping())
-    app.config.from_mapping(MAX_CONTENT_LENGTH=settings.max_upload_mb * MB)
+    app.config.from_mapping(MAX_CONTENT_LENGTH=settings.max_upload_mb * MB, BABEL_DEFAULT_LOCALE="en")
     if test_config:
         app.config.from_mapping(test_config)
     app.config["SECRET_KEY"] = app.config.get("SECRET_KEY") or os.environ.get("SECRET_KEY") or _instance_secret(app)
     upload_folder = Path(app.config["UPLOAD_FOLDER"])
     if not upload_folder.is_absolute():
         upload_folder = Path(app.root_path) / upload_folder
-    upload_folder.mkdir(parents=True, exist_ok=True)
     app.config["UPLOAD_FOLDER"] = str(upload_folder)
+    database = Path(settings.jobs_database or Path(app.instance_path) / "jobs.sqlite3")
+    app.extensions["deepfake"] = Services(settings, upload_folder, database)
 
-    app.extensions["deepfake"] = Services(settings)
-    app.register_blueprint(bp)
-    for code in (400, 404, 405, 413, 500):
+    Babel(app, locale_selector=_locale)
+    CSRFProtect(app).exempt(api.bp)  # the API takes no cookies, so there is no session to ride on
+    app.register_blueprint(web.bp)
+    app.register_blueprint(api.bp)
+    app.register_blueprint(cli)
+    limiter = Limiter(get_remote_address, app=app, storage_uri="memory://", headers_enabled=True)
+    for endpoint in ("web.upload", "api.submit"):
+        app.view_functions[endpoint] = limiter.limit(lambda: settings.upload_rate_limit)(app.view_functions[endpoint])
+    app.before_request(lambda: None if services().runner.started else services().runner.start())
+    app.after_request(_security_headers)
+    app.register_error_handler(CSRFError, _csrf_error)
+    for code in (400, 404, 405, 413, 429, 500):
         app.register_error_handler(code, _error_page)
+    app.context_processor(lambda: {"languages": web.LANGUAGES, "get_locale": get_locale})
+    app.jinja_env.filters["datetime_label"] = lambda moment: format_datetime(
+        datetime.fromtimestamp(moment, tz=UTC), "short"
+    )
     return app
 
 
-def services() -> Services:
-    return current_app.extensions["deepfake"]
+def _locale() -> str:
+    """The language picked with the switch, else the browser's Accept-Language, else English."""
+    chosen = session.get("language")
+    if chosen in web.LANGUAGES:
+        return chosen
+    return request.accept_languages.best_match(list(web.LANGUAGES)) or "en"
 
 
-def analysis_folder(analysis_id: str) -> Path:
-    if not ANALYSIS_ID.match(analysis_id):
-        abort(404)
-    folder = Path(current_app.config["UPLOAD_FOLDER"]) / analysis_id
-    if not folder.is_dir():
-        abort(404)
-    return folder
-
-
-@bp.get("/")
-def index():
-    return render_template("index.html", max_upload_mb=services().settings.max_upload_mb)
-
-
-@bp.post("/upload")
-def upload():
-    try:
-        folder = store_upload(request.files.get("video"))
-    except BadUploadError as error:
-        return render_template("error.html", code=400, message=str(error)), 400
-    run_analysis(folder)
-    return redirect(url_for("web.results", analysis_id=folder.name))
-
-
-@bp.get("/results/<analysis_id>")
-def results(analysis_id: str):
-    folder = analysis_folder(analysis_id)
-    if (folder / RESULT_FILE).exists():
-        result = pipeline.result_from_dict(json.loads((folder / RESULT_FILE).read_text()))
-        return render_template("results.html", analysis_id=analysis_id, result=result)
-    failure = json.loads((folder / FAILURE_FILE).read_text()) if (folder / FAILURE_FILE).exists() else {}
-    return render_template(
-        "failed.html",
-        analysis_id=analysis_id,
-        error=failure.get("error", "The analysis did not finish."),
-        can_retry=_upload_path(folder) is not None,
-    )
-
-
-@bp.post("/results/<analysis_id>/retry")
-def retry(analysis_id: str):
-    folder = analysis_folder(analysis_id)
-    if _upload_path(folder) is None:
-        abort(404)
-    run_analysis(folder)
-    return redirect(url_for("web.results", analysis_id=analysis_id))
-
-
-@bp.get("/results/<analysis_id>/crops/<name>")
-def crop_image(analysis_id: str, name: str):
-    return send_from_directory(analysis_folder(analysis_id) / CROPS_DIR, name)
-
-
-def store_upload(file) -> Path:
-    """Save an uploaded video or photo under a new random folder, with a server-chosen name, and
-    check that its content can be read. Raises BadUploadError (nothing is kept) when it cannot."""
-    if file is None or not file.filename:
-        raise BadUploadError("No file was sent: choose a video or a photo to analyse.")
-    suffix = Path(file.filename).suffix.lower()
-    suffix = suffix if suffix in face.VIDEO_EXTENSIONS + face.IMAGE_EXTENSIONS else ""
-    folder = Path(current_app.config["UPLOAD_FOLDER"]) / secrets.token_urlsafe(16)
-    folder.mkdir()
-    path = folder / f"{UPLOAD_STEM}{suffix}"
-    file.save(path)
-    try:
-        if path.stat().st_size == 0:
-            raise BadUploadError("The file is empty.")
-        try:
-            face.probe(path)
-        except face.UnreadableMediaError as error:
-            raise BadUploadError(
-                f"{error} Send a video (mp4, mov, avi, mkv, webm) or a photo (jpg, png, webp)."
-            ) from error
-    except BadUploadError:
-        shutil.rmtree(folder, ignore_errors=True)
-        raise
-    return folder
-
-
-def run_analysis(folder: Path) -> None:
-    """Analyse the upload in ``folder``; write result.json, or failure.json and keep the upload."""
-    path = _upload_path(folder)
-    (folder / FAILURE_FILE).unlink(missing_ok=True)
-    try:
-        result = pipeline.analyze(
-            path,
-            services().settings,
-            detector=services().detector,
-            classifier=services().classifier,
-            crops_dir=folder / CROPS_DIR,
-        )
-    except (custom_vision.ClassifierError, face.UnreadableMediaError) as error:
-        log.warning("analysis %s failed: %s", folder.name, error)
-        (folder / FAILURE_FILE).write_text(json.dumps({"error": str(error)}))
-        return
-    (folder / RESULT_FILE).write_text(json.dumps(pipeline.result_to_dict(result)))
-
-
-def _upload_path(folder: Path) -> Path | None:
-    return next(iter(sorted(folder.glob(f"{UPLOAD_STEM}*"))), None)
+def _security_headers(response):
+    response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["Referrer-Policy"] = "same-origin"
+    return response
 
 
 def _instance_secret(app: Flask) -> str:
@@ -210,24 +112,40 @@ def _instance_secret(app: Flask) -> str:
     return path.read_text().strip()
 
 
+def _wants_json() -> bool:
+    return request.path.startswith("/api/") or request.accept_mimetypes.best == "application/json"
+
+
+def _csrf_error(error: CSRFError):
+    message = _("The form was out of date or did not come from this site: reload the page and try again.")
+    if _wants_json():
+        return jsonify(error=message), 400
+    return render_template("error.html", code=400, message=message), 400
+
+
 def _error_page(error: Exception):
     code = error.code if isinstance(error, HTTPException) else 500
     messages = {
-        400: "The request could not be understood.",
-        404: "There is nothing here. Analyses are kept only for a while; upload the video again.",
-        405: "That method is not allowed here.",
-        413: f"The file is too large: the limit is {current_app.config['MAX_UPLOAD_MB']} MB.",
-        500: "Something went wrong on our side. The upload is kept; try again in a moment.",
+        400: _("The request could not be understood."),
+        404: _("There is nothing here. Analyses are kept only for a while; upload the video again."),
+        405: _("That method is not allowed here."),
+        413: _("The file is too large: the limit is %(limit)s MB.", limit=current_limit_mb()),
+        429: _("Too many uploads from your address: wait a minute and try again."),
+        500: _("Something went wrong on our side. Try again in a moment."),
     }
-    message = messages.get(code, "Something went wrong.")
+    message = messages.get(code, _("Something went wrong."))
     if code == 500:
         log.exception("unhandled error", exc_info=error)
-    if request.path.startswith("/api/") or request.accept_mimetypes.best == "application/json":
+    if _wants_json():
         return jsonify(error=message), code
     return render_template("error.html", code=code, message=message), code
 
 
-@bp.cli.command("analyze")
+def current_limit_mb() -> int:
+    return services().settings.max_upload_mb
+
+
+@cli.cli.command("analyze")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line instead of a summary line.")
 def analyze_command(paths: tuple[str, ...], as_json: bool) -> None:
@@ -255,7 +173,7 @@ def analyze_command(paths: tuple[str, ...], as_json: bool) -> None:
         raise SystemExit(1)
 
 
-@bp.cli.command("build-dataset")
+@cli.cli.command("build-dataset")
 @click.argument("src", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
 def build_dataset_command(src: Path, out: Path) -> None:
@@ -279,7 +197,7 @@ def build_dataset_command(src: Path, out: Path) -> None:
     )
 
 
-@bp.cli.command("train")
+@cli.cli.command("train")
 @click.argument("dataset", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None, help="Default: models/.")
 @click.option("--epochs", type=int, default=training.TrainConfig.epochs, show_default=True)
@@ -298,7 +216,7 @@ def train_command(dataset: Path, out: Path | None, epochs: int, seed: int, limit
     )
 
 
-@bp.cli.command("evaluate")
+@cli.cli.command("evaluate")
 @click.argument("path", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option(
     "--split", default="test", show_default=True, help="For a dataset: the split to score ('all' for every crop)."
@@ -336,7 +254,7 @@ def evaluate_command(path: Path, split: str, json_path: str | None) -> None:
             Path(json_path).write_text(text)
 
 
-@bp.cli.command("upload-to-custom-vision")
+@cli.cli.command("upload-to-custom-vision")
 @click.argument("dataset", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option(
     "--split",
@@ -380,7 +298,7 @@ def upload_to_custom_vision_command(dataset: Path, splits: tuple[str, ...]) -> N
         raise SystemExit(1)
 
 
-@bp.cli.command("benchmark")
+@cli.cli.command("benchmark")
 @click.argument("videos", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--repeat", type=int, default=5, show_default=True, help="Timed classifier runs over the crops.")
 def benchmark_command(videos: tuple[str, ...], repeat: int) -> None:
@@ -406,7 +324,7 @@ def benchmark_command(videos: tuple[str, ...], repeat: int) -> None:
             )
     images = [crop.image for crop in crops]
     per_crop_ms = []
-    for _ in range(repeat):
+    for _run in range(repeat):
         started = time.perf_counter()
         classifier.classify(images)
         per_crop_ms.append((time.perf_counter() - started) / max(1, len(images)) * 1000)

@@ -40,7 +40,14 @@ class Settings:
     azure_timeout_s: float = 30.0
     # web app
     max_upload_mb: int = 200
+    max_video_seconds: float = 600.0
     upload_folder: str = "uploads"
+    upload_rate_limit: str = "10 per minute"
+    # jobs and privacy
+    jobs_database: str = ""  # "": jobs.sqlite3 in the instance folder
+    workers: int = 0  # 0: one per two cores
+    keep_uploads: bool = False
+    result_retention_hours: float = 24.0
 
     @classmethod
     def from_mapping(cls, mapping: Mapping[str, object]) -> Settings:
@@ -68,6 +75,11 @@ class Settings:
         return path if path.is_absolute() else PROJECT_ROOT / path
 
     @property
+    def worker_count(self) -> int:
+        """WORKERS, or one analysis at a time per two cores (MTCNN and TensorFlow use both of a pair)."""
+        return self.workers or max(1, (os.cpu_count() or 2) // 2)
+
+    @property
     def azure_configured(self) -> bool:
         return all(
             (
@@ -89,6 +101,12 @@ class Settings:
             raise ValueError("CLASSIFIER must be auto, azure or local")
         if self.azure_max_tps <= 0:
             raise ValueError("AZURE_MAX_TPS must be above 0")
+        if self.max_video_seconds <= 0:
+            raise ValueError("MAX_VIDEO_SECONDS must be above 0")
+        if self.workers < 0:
+            raise ValueError("WORKERS must not be negative")
+        if self.result_retention_hours <= 0:
+            raise ValueError("RESULT_RETENTION_HOURS must be above 0")
         if self.deepfake_tag == self.real_tag:
             raise ValueError("DEEPFAKE_TAG and REAL_TAG must differ")
 

@@ -124,6 +124,29 @@ def analyze(
     )
 
 
+@dataclass(frozen=True)
+class TimelinePoint:
+    frame: int
+    time_s: float
+    deepfake_probability: float  # mean over the frame's faces
+
+
+def timeline(result: Result) -> list[TimelinePoint]:
+    """P(DeepFake) of each sampled frame that had a face, in time order: where in the video the
+    suspicious parts are."""
+    by_frame: dict[int, list[CropResult]] = {}
+    for crop in result.crops:
+        by_frame.setdefault(crop.frame, []).append(crop)
+    return [
+        TimelinePoint(
+            frame,
+            crops[0].time_s,
+            round(sum(c.probabilities[custom_vision.DEEPFAKE] for c in crops) / len(crops), 4),
+        )
+        for frame, crops in sorted(by_frame.items())
+    ]
+
+
 def warnings_for(crops: list[face.FaceCrop]) -> list[str]:
     """The low-quality warning when most crops carry a quality flag (small face, blur)."""
     flagged = sum(1 for crop in crops if crop.quality_flags)

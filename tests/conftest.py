@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import subprocess
+import threading
+import time
 from pathlib import Path
 from unittest import mock
 
@@ -11,6 +13,7 @@ import imageio_ffmpeg
 import numpy as np
 import pytest
 from skimage import data
+from werkzeug.serving import make_server
 
 from app import create_app
 from config import Settings
@@ -35,11 +38,38 @@ def no_azure_environment(monkeypatch):
         monkeypatch.delenv(name, raising=False)
 
 
+def app_config(folder: Path, **overrides) -> dict:
+    """A test app's settings: its own upload folder and job database under ``folder``; CSRF checks
+    off except in the tests about them."""
+    return {
+        "TESTING": True,
+        "UPLOAD_FOLDER": str(folder / "uploads"),
+        "JOBS_DATABASE": str(folder / "jobs.sqlite3"),
+        "SECRET_KEY": "test",
+        "WTF_CSRF_ENABLED": False,
+        **overrides,
+    }
+
+
 @pytest.fixture
-def app(tmp_path):
-    app = create_app({"TESTING": True, "UPLOAD_FOLDER": str(tmp_path / "uploads"), "SECRET_KEY": "test"})
-    app.instance_path = str(tmp_path / "instance")
-    return app
+def make_app(tmp_path):
+    """Builds apps on this test's folders (several share them, as a restarted server would); their
+    analysis workers are stopped when the test ends."""
+    made = []
+
+    def make(folder: Path = tmp_path, **overrides):
+        app = create_app(app_config(folder, **overrides))
+        made.append(app)
+        return app
+
+    yield make
+    for app in made:
+        app.extensions["deepfake"].runner.stop()
+
+
+@pytest.fixture
+def app(make_app):
+    return make_app()
 
 
 @pytest.fixture
@@ -122,6 +152,19 @@ def phone_videos(folder: Path) -> tuple[Path, Path]:
     return sideways, flagged
 
 
+def wait_for_job(app, analysis_id: str, timeout: float = 60.0):
+    """The job once it is done or failed (its workers are started if need be)."""
+    services = app.extensions["deepfake"]
+    services.runner.start()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = services.store.get(analysis_id)
+        if job is not None and job.status in ("done", "failed"):
+            return job
+        time.sleep(0.05)
+    raise AssertionError(f"job {analysis_id} did not finish within {timeout}s: {services.store.get(analysis_id)}")
+
+
 def predictions_response(deepfake: float):
     """What CustomVisionPredictionClient returns: an ImagePrediction with one prediction per tag."""
     return mock.Mock(
@@ -162,3 +205,20 @@ def azure_settings(server: FakeCustomVision, **overrides) -> Settings:
         **overrides,
     }
     return Settings.from_mapping(values)
+
+
+@pytest.fixture
+def live_server():
+    """Serves an app on a free loopback port in a thread (threaded, like gunicorn's threads); its
+    base URL. Call it with the app."""
+    servers = []
+
+    def serve(app) -> str:
+        server = make_server("127.0.0.1", 0, app, threaded=True)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_port}"
+
+    yield serve
+    for server in servers:
+        server.shutdown()

@@ -1,4 +1,4 @@
-"""The web app: upload -> analysis -> results page, bad inputs, failures, and the CLI."""
+"""The web app: upload -> job page -> results page, bad inputs, failures, and the CLI."""
 
 from __future__ import annotations
 
@@ -9,10 +9,9 @@ from pathlib import Path
 import cv2
 import pytest
 
-from app import create_app
 from custom_vision import AzureClassifier, ClassifierError
 
-from .conftest import azure_with, face_frames, write_video
+from .conftest import azure_with, face_frames, wait_for_job, write_video
 
 
 @pytest.fixture
@@ -25,6 +24,15 @@ def upload(client, path: Path, name: str | None = None):
     return client.post("/upload", data={"video": (io.BytesIO(path.read_bytes()), name or path.name)})
 
 
+def upload_and_wait(app, client, path: Path, name: str | None = None) -> str:
+    """Upload through the form, wait for the analysis to end; the results page's address."""
+    response = upload(client, path, name)
+    assert response.status_code == 302, response.get_data(as_text=True)
+    location = response.headers["Location"]
+    wait_for_job(app, location.rsplit("/", 1)[-1])
+    return location
+
+
 def analysis_folders(app) -> list[Path]:
     return [p for p in Path(app.config["UPLOAD_FOLDER"]).iterdir() if p.is_dir()]
 
@@ -35,12 +43,10 @@ def test_the_upload_page_has_the_form(client):
 
 
 def test_upload_redirects_to_a_results_page_with_verdict_table_and_crops(app, client, media, mocked_azure):
-    response = upload(client, media["face_video"])
-    assert response.status_code == 302
-    location = response.headers["Location"]
+    location = upload_and_wait(app, client, media["face_video"])
     assert location.startswith("/results/")
     page = client.get(location).get_data(as_text=True)
-    assert '<h1 id="verdict">DeepFake</h1>' in page
+    assert '<h1 id="verdict" data-verdict="DeepFake">DeepFake</h1>' in page
     assert "80.0%" in page  # the deepfake probability
     assert '<th scope="row">DeepFake</th>' in page and "<td>3</td>" in page  # three crops counted
     assert page.count("<img ") == 3 and "Frame 50 (2.00 s)" in page
@@ -53,22 +59,21 @@ def test_upload_redirects_to_a_results_page_with_verdict_table_and_crops(app, cl
         assert image.status_code == 200 and image.data[:2] == b"\xff\xd8"
 
 
-def test_a_photo_goes_through_the_same_path(client, media, mocked_azure):
-    response = upload(client, media["face_photo"])
-    page = client.get(response.headers["Location"]).get_data(as_text=True)
-    assert '<h1 id="verdict">DeepFake</h1>' in page and "a photo" in page
+def test_a_photo_goes_through_the_same_path(app, client, media, mocked_azure):
+    page = client.get(upload_and_wait(app, client, media["face_photo"])).get_data(as_text=True)
+    assert 'data-verdict="DeepFake"' in page and "a photo" in page
+    assert 'id="timeline"' not in page  # a photo has no timeline
 
 
-def test_results_survive_a_restart(app, client, media, mocked_azure, tmp_path):
-    location = upload(client, media["face_video"]).headers["Location"]
-    restarted = create_app({"TESTING": True, "UPLOAD_FOLDER": app.config["UPLOAD_FOLDER"], "SECRET_KEY": "test"})
-    page = restarted.test_client().get(location)
-    assert page.status_code == 200 and '<h1 id="verdict">DeepFake</h1>' in page.get_data(as_text=True)
+def test_results_survive_a_restart(app, make_app, client, media, mocked_azure):
+    location = upload_and_wait(app, client, media["face_video"])
+    app.extensions["deepfake"].runner.stop()
+    page = make_app().test_client().get(location)
+    assert page.status_code == 200 and 'data-verdict="DeepFake"' in page.get_data(as_text=True)
 
 
-def test_no_face_is_a_results_page_not_an_error(client, media, mocked_azure):
-    response = upload(client, media["no_face_video"])
-    page = client.get(response.headers["Location"])
+def test_no_face_is_a_results_page_not_an_error(app, client, media, mocked_azure):
+    page = client.get(upload_and_wait(app, client, media["no_face_video"]))
     assert page.status_code == 200
     assert "No face found" in page.get_data(as_text=True)
     mocked_azure.classify_image_with_no_store.assert_not_called()
@@ -96,18 +101,17 @@ def test_no_file_gets_400(client, data):
     assert "No file was sent" in response.get_data(as_text=True)
 
 
-def test_over_the_size_limit_gets_a_413_page(tmp_path, media):
-    app = create_app({"TESTING": True, "UPLOAD_FOLDER": str(tmp_path), "MAX_CONTENT_LENGTH": 10_000, "SECRET_KEY": "t"})
+def test_over_the_size_limit_gets_a_413_page(make_app, media):
+    app = make_app(MAX_CONTENT_LENGTH=10_000)
     response = upload(app.test_client(), media["face_video"])
     assert response.status_code == 413
     assert "too large" in response.get_data(as_text=True)
 
 
 def test_the_client_file_name_is_never_a_path(app, client, media, mocked_azure):
-    response = upload(client, media["face_photo"], name="../../../etc/evil name.jpg")
-    assert response.status_code == 302
+    upload_and_wait(app, client, media["face_photo"], name="../../../etc/evil name.jpg")
     (folder,) = analysis_folders(app)
-    assert sorted(p.name for p in folder.iterdir()) == ["crops", "result.json", "upload.jpg"]
+    assert sorted(p.name for p in folder.iterdir()) == ["crops", "result.json"]  # the upload is gone
     assert not (Path(app.config["UPLOAD_FOLDER"]).parent / "etc").exists()
 
 
@@ -130,28 +134,24 @@ def test_azure_failing_shows_why_keeps_the_upload_and_can_analyse_again(app, cli
         "Azure rejected the prediction key (HTTP 401)."
     )
     app.extensions["deepfake"].classifier = broken
-    location = upload(client, media["face_photo"]).headers["Location"]
+    location = upload_and_wait(app, client, media["face_photo"])
     page = client.get(location).get_data(as_text=True)
     assert "The analysis failed" in page and "Azure rejected the prediction key" in page
+    assert "Analyse again" in page
     (folder,) = analysis_folders(app)
     assert (folder / "upload.jpg").exists()
 
     mock_prediction_client.classify_image_with_no_store.side_effect = None
     assert client.post(f"{location}/retry").status_code == 302
-    assert '<h1 id="verdict">DeepFake</h1>' in client.get(location).get_data(as_text=True)
+    wait_for_job(app, folder.name)
+    assert 'data-verdict="DeepFake"' in client.get(location).get_data(as_text=True)
+    assert not (folder / "upload.jpg").exists()
 
 
-def test_a_missing_local_model_is_a_plain_failure_not_made_up_scores(tmp_path, media):
-    app = create_app(
-        {
-            "TESTING": True,
-            "UPLOAD_FOLDER": str(tmp_path),
-            "SECRET_KEY": "t",
-            "LOCAL_MODEL": str(tmp_path / "none.keras"),
-        }
-    )
+def test_a_missing_local_model_is_a_plain_failure_not_made_up_scores(make_app, tmp_path, media):
+    app = make_app(LOCAL_MODEL=str(tmp_path / "none.keras"))
     client = app.test_client()
-    location = upload(client, media["face_photo"]).headers["Location"]
+    location = upload_and_wait(app, client, media["face_photo"])
     page = client.get(location).get_data(as_text=True)
     assert "The analysis failed" in page and "none.keras does not exist" in page
 
@@ -201,7 +201,7 @@ def test_cli_reports_a_bad_file_runs_the_others_and_exits_non_zero(runner, media
 def test_a_low_quality_video_is_flagged_next_to_the_verdict(app, client, tmp_path, mocked_azure):
     blurred = [cv2.GaussianBlur(frame, (0, 0), 5) for frame in face_frames(60)]
     video = write_video(tmp_path / "blurry.mp4", blurred)
-    location = upload(client, video).headers["Location"]
+    location = upload_and_wait(app, client, video)
     result = json.loads(next(Path(app.config["UPLOAD_FOLDER"]).glob("*/result.json")).read_text())
     assert result["warnings"] == ["low-quality video: this verdict is less reliable"]
     assert all("blurry" in crop["quality_flags"] for crop in result["crops"])
@@ -210,6 +210,124 @@ def test_a_low_quality_video_is_flagged_next_to_the_verdict(app, client, tmp_pat
 
 
 def test_a_sharp_video_carries_no_quality_warning(app, client, media, mocked_azure):
-    upload(client, media["face_video"])
+    upload_and_wait(app, client, media["face_video"])
     result = json.loads(next(Path(app.config["UPLOAD_FOLDER"]).glob("*/result.json")).read_text())
     assert result["warnings"] == []
+
+
+def test_the_job_page_shows_progress_then_turns_into_the_result(make_app, media, mock_prediction_client):
+    app = make_app()
+    app.extensions["deepfake"].classifier = azure_with(mock_prediction_client)
+    app.extensions["deepfake"].runner.start = lambda: None  # hold the job in the queue
+    client = app.test_client()
+    location = upload(client, media["face_video"]).headers["Location"]
+    job_id = location.rsplit("/", 1)[-1]
+    app.extensions["deepfake"].store.claim_next()
+    app.extensions["deepfake"].store.progress(job_id, "detecting faces", 1, 3)
+    page = client.get(location).get_data(as_text=True)
+    assert '<progress id="progress" max="1" value="0.3333">' in page
+    assert "Finding faces" in page and "1 / 3 frames" in page
+    assert f'data-status-url="/api/videos/{job_id}"' in page and "/static/job.js" in page
+
+    del app.extensions["deepfake"].runner.start  # back to the real method
+    app.extensions["deepfake"].store.requeue_interrupted()
+    wait_for_job(app, job_id)
+    page = client.get(location).get_data(as_text=True)
+    assert 'data-verdict="DeepFake"' in page and "<progress" not in page
+
+
+def test_the_results_page_has_timeline_download_and_delete(app, client, media, mocked_azure):
+    location = upload_and_wait(app, client, media["face_video"])
+    page = client.get(location).get_data(as_text=True)
+    assert '<svg id="timeline"' in page
+    assert page.count('<circle class="fake"') == 3  # one point per sampled frame with a face, all at 0.8
+    assert "frame 50, 2.00 s: 80.0% DeepFake" in page
+    with client.get(f"{location}/result.json") as download:
+        assert download.status_code == 200 and "attachment" in download.headers["Content-Disposition"]
+        assert download.get_json()["verdict"] == "DeepFake"
+    assert f'action="{location}/delete"' in page
+
+    response = client.post(f"{location}/delete")
+    assert response.status_code == 302 and response.headers["Location"] == "/mine"
+    assert "were deleted" in client.get("/mine").get_data(as_text=True)
+    assert analysis_folders(app) == []
+    assert client.get(location).status_code == 404
+
+
+def test_my_analyses_lists_this_browsers_jobs_only(app, client, media, mocked_azure):
+    mine = upload_and_wait(app, client, media["face_photo"])
+    other_browser = app.test_client()
+    theirs = upload_and_wait(app, other_browser, media["face_video"])
+    page = client.get("/mine").get_data(as_text=True)
+    assert f'href="{mine}"' in page and f'href="{theirs}"' not in page
+    assert "DeepFake (80.0%)" in page
+    assert f'href="{theirs}"' in other_browser.get("/mine").get_data(as_text=True)
+
+
+def test_the_form_needs_its_csrf_token(make_app, media, mocked_azure):
+    app = make_app(WTF_CSRF_ENABLED=True)
+    client = app.test_client()
+    refused = upload(client, media["face_photo"])
+    assert refused.status_code == 400 and "did not come from this site" in refused.get_data(as_text=True)
+    assert analysis_folders(app) == []
+    page = client.get("/").get_data(as_text=True)
+    token = page.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
+    accepted = client.post(
+        "/upload",
+        data={"video": (io.BytesIO(media["face_photo"].read_bytes()), "a.jpg"), "csrf_token": token},
+    )
+    assert accepted.status_code == 302
+
+
+def test_pages_carry_security_headers(client):
+    response = client.get("/")
+    policy = response.headers["Content-Security-Policy"]
+    assert "frame-ancestors 'none'" in policy and "script-src 'self'" in policy and "unsafe-inline" not in policy
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert "<script>" not in response.get_data(as_text=True) and "style=" not in response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize(
+    ("accept_language", "heading"),
+    [
+        ("ko-KR,ko;q=0.9,en;q=0.5", "이 동영상은 딥페이크일까요?"),
+        ("en-GB,en;q=0.8", "Is this video a deepfake?"),
+        ("", "Is this video a deepfake?"),
+    ],
+)
+def test_the_language_follows_the_browser(client, accept_language, heading):
+    page = client.get("/", headers={"Accept-Language": accept_language}).get_data(as_text=True)
+    assert heading in page
+
+
+def test_the_language_switch_is_remembered(app, client, media, mocked_azure):
+    response = client.get("/language/ko", headers={"Referer": "http://localhost/mine"})
+    assert response.status_code == 302 and response.headers["Location"] == "/mine"
+    location = upload_and_wait(app, client, media["face_video"])
+    page = client.get(location, headers={"Accept-Language": "en"}).get_data(as_text=True)
+    assert '<html lang="ko">' in page and ">딥페이크</h1>" in page and "타임라인" in page
+    client.get("/language/en")
+    assert "Is this video a deepfake?" in client.get("/").get_data(as_text=True)
+    assert client.get("/language/xx").status_code == 404
+
+
+def test_the_korean_catalogue_translates_every_page_string():
+    from babel.messages.extract import extract_from_dir
+    from babel.messages.pofile import read_po
+
+    root = Path(__file__).resolve().parent.parent
+    with (root / "translations" / "ko" / "LC_MESSAGES" / "messages.po").open("rb") as handle:
+        catalogue = read_po(handle)
+    method_map = [("templates/**.html", "jinja2"), ("*.py", "python")]
+    wanted = {
+        message[2] if isinstance(message[2], str) else message[2][0]
+        for message in extract_from_dir(
+            root, method_map, directory_filter=lambda d: "tests" not in d and ".venv" not in d
+        )
+    }
+    missing = sorted(m for m in wanted if not (catalogue.get(m) and catalogue.get(m).string))
+    assert not missing, f"untranslated (run `make translations` and fill them in): {missing}"
+    compiled = root / "translations" / "ko" / "LC_MESSAGES" / "messages.mo"
+    assert (
+        compiled.stat().st_mtime >= (root / "translations" / "ko" / "LC_MESSAGES" / "messages.po").stat().st_mtime - 1
+    )

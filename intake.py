@@ -1,0 +1,68 @@
+"""An upload in: its content checked (not its name), stored under a new unguessable folder with a
+name the server chooses, and queued for analysis. Shared by the upload form and the REST API.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+from flask import current_app
+from flask_babel import gettext as _
+from werkzeug.datastructures import FileStorage
+
+import face
+from services import Services
+
+
+class BadUploadError(ValueError):
+    """An upload that cannot be analysed; the message is shown to the person who sent it."""
+
+
+def services() -> Services:
+    return current_app.extensions["deepfake"]
+
+
+def accept_upload(file: FileStorage | None) -> str:
+    """Store and queue an uploaded video or photo; its analysis id. Raises BadUploadError, keeping
+    nothing, when it is missing, empty, unreadable or too long."""
+    if file is None or not file.filename:
+        raise BadUploadError(_("No file was sent: choose a video or a photo to analyse."))
+    app_services = services()
+    folders, settings = app_services.folders, app_services.settings
+    suffix = "." + file.filename.rsplit(".", 1)[-1].lower() if "." in file.filename else ""
+    suffix = suffix if suffix in face.VIDEO_EXTENSIONS + face.IMAGE_EXTENSIONS else ""
+    folder = folders.create()
+    path = folders.new_upload_path(folder, suffix)
+    try:
+        file.save(path)
+        if path.stat().st_size == 0:
+            raise BadUploadError(_("The file is empty."))
+        try:
+            info = face.probe(path)
+        except face.UnreadableMediaError as error:
+            raise BadUploadError(
+                _(
+                    "This file is not a video or photo that can be read. "
+                    "Send a video (mp4, mov, avi, mkv, webm) or a photo (jpg, png, webp)."
+                )
+            ) from error
+        if info.duration_s > settings.max_video_seconds:
+            raise BadUploadError(
+                _(
+                    "The video is %(length)s long; videos up to %(limit)s can be analysed. Cut it shorter and try again.",
+                    length=_minutes(info.duration_s),
+                    limit=_minutes(settings.max_video_seconds),
+                )
+            )
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    app_services.store.create(folder.name)
+    app_services.runner.start()
+    app_services.runner.notify()
+    return folder.name
+
+
+def _minutes(seconds: float) -> str:
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes}:{rest:02d} min" if minutes else f"{rest} s"
