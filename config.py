@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import limits
+
 PROJECT_ROOT = Path(__file__).resolve().parent
 
 
@@ -101,6 +103,12 @@ class Settings:
             raise ValueError("CLASSIFIER must be auto, azure or local")
         if self.azure_max_tps <= 0:
             raise ValueError("AZURE_MAX_TPS must be above 0")
+        try:
+            limits.parse_many(self.upload_rate_limit)
+        except ValueError:
+            raise ValueError(
+                f"UPLOAD_RATE_LIMIT must read like '10 per minute', not {self.upload_rate_limit!r}"
+            ) from None
         if self.max_video_seconds <= 0:
             raise ValueError("MAX_VIDEO_SECONDS must be above 0")
         if self.workers < 0:

@@ -1,0 +1,127 @@
+"""The pages in a real browser: Debian's Chromium driven headless by Playwright.
+
+Needs /usr/bin/chromium (`apt-get install chromium`); skipped with that message without it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Error as PlaywrightError
+
+from .conftest import azure_with, face_frames, write_video
+
+CHROMIUM = Path("/usr/bin/chromium")
+pytestmark = pytest.mark.skipif(
+    not CHROMIUM.exists(), reason="Chromium is not installed at /usr/bin/chromium: apt-get install chromium"
+)
+# As root and on a machine without a network: no sandbox, no background connections.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def served(make_app, live_server, mock_prediction_client):
+    """The app with its CSRF checks on (the real form posts its token), sampling one frame in five
+    so that the progress bar has several steps to show."""
+    app = make_app(WTF_CSRF_ENABLED=True, FRAME_INTERVAL=5)
+    app.extensions["deepfake"].classifier = azure_with(mock_prediction_client)
+    return app, live_server(app)
+
+
+def test_upload_watch_progress_and_read_the_verdict(served, browser, tmp_path):
+    app, base = served
+    video = write_video(tmp_path / "interview.mp4", face_frames(200))
+    page = browser.new_page(locale="en-US")
+    problems = []
+    page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
+    page.on("pageerror", lambda error: problems.append(str(error)))
+
+    page.goto(base)
+    page.set_input_files("#video", str(video))
+    page.click("form.upload button[type=submit]")
+    page.wait_for_url("**/results/*")
+    progress_seen = []  # (bar value, stage text) while the job page shows
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and page.locator("#verdict").count() == 0:
+        with contextlib.suppress(PlaywrightError):  # the page may reload between the reads
+            progress_seen.append(
+                (float(page.get_attribute("#progress", "value", timeout=100)), page.inner_text("#stage"))
+            )
+        time.sleep(0.05)
+    page.wait_for_selector("#verdict", timeout=5_000)
+
+    assert progress_seen, "the job page with its progress bar was never shown"
+    assert all(0.0 <= value <= 1.0 for value, _ in progress_seen)
+    assert len({value for value, _ in progress_seen}) >= 2, f"the bar never moved: {progress_seen}"
+    assert {stage for _, stage in progress_seen} <= {
+        "Waiting for a free worker",
+        "Starting the analysis",
+        "Reading the video",
+        "Finding faces",
+        "Judging the face crops",
+    }
+    assert page.locator("#verdict").inner_text() == "DeepFake"
+    assert page.locator("#deepfake-probability").inner_text() == "80.0%"
+    assert page.locator("#timeline").is_visible()
+    assert page.locator("#timeline circle").count() == 40
+    gallery = page.locator("#gallery img")
+    assert gallery.count() == 40
+    gallery.first.scroll_into_view_if_needed()
+    page.wait_for_function("document.querySelector('#gallery img').naturalWidth > 0")
+    screenshot = page.screenshot(path=str(tmp_path / "results.png"), full_page=True)
+    assert screenshot[:8] == b"\x89PNG\r\n\x1a\n"
+    assert problems == [], problems  # no script errors, no Content-Security-Policy refusals
+
+    page.click("text=My analyses")
+    assert page.locator("#mine li").count() == 1
+    page.click("#mine a")
+    page.click("form.delete button")
+    assert "were deleted" in page.content() and page.locator("#mine").count() == 0
+
+
+def test_the_pages_switch_to_korean(served, browser):
+    _, base = served
+    page = browser.new_page(locale="ko-KR")
+    page.goto(base)
+    assert page.locator("h1").inner_text() == "이 동영상은 딥페이크일까요?"
+    page.click("text=English")
+    assert page.locator("h1").inner_text() == "Is this video a deepfake?"
+
+
+def test_a_file_that_is_not_a_video_gets_a_clear_page(served, browser, tmp_path):
+    _, base = served
+    fake = tmp_path / "holiday.mp4"
+    fake.write_text("not a video at all")
+    page = browser.new_page(locale="en-US")
+    page.goto(base)
+    page.set_input_files("#video", str(fake))
+    with page.expect_response(lambda response: response.url.endswith("/upload")) as response:
+        page.click("form.upload button[type=submit]")
+    assert response.value.status == 400
+    assert "not a video or photo that can be read" in page.locator("[role=alert]").inner_text()
+
+
+def test_chromium_is_the_one_the_readme_names():
+    assert shutil.which("chromium") == str(CHROMIUM)
