@@ -325,7 +325,7 @@ def test_the_korean_catalogue_translates_every_page_string():
             root, method_map, directory_filter=lambda d: "tests" not in d and ".venv" not in d
         )
     }
-    missing = sorted(m for m in wanted if not (catalogue.get(m) and catalogue.get(m).string))
+    missing = sorted(m for m in wanted if not (catalogue.get(m) and catalogue.get(m).string) or catalogue.get(m).fuzzy)
     assert not missing, f"untranslated (run `make translations` and fill them in): {missing}"
     compiled = root / "translations" / "ko" / "LC_MESSAGES" / "messages.mo"
     assert (
