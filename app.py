@@ -202,11 +202,18 @@ def build_dataset_command(src: Path, out: Path) -> None:
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None, help="Default: models/.")
 @click.option("--epochs", type=int, default=training.TrainConfig.epochs, show_default=True)
 @click.option("--seed", type=int, default=training.TrainConfig.seed, show_default=True)
+@click.option(
+    "--input-size",
+    type=int,
+    default=training.TrainConfig.input_size,
+    show_default=True,
+    help="Crops are resized to this.",
+)
 @click.option("--limit", type=int, default=0, help="Use at most this many crops per split (for quick trials).")
-def train_command(dataset: Path, out: Path | None, epochs: int, seed: int, limit: int) -> None:
+def train_command(dataset: Path, out: Path | None, epochs: int, seed: int, input_size: int, limit: int) -> None:
     """Train the local classifier on DATASET's train split (val picks the epoch); write it to models/."""
     out = out or services().settings.local_model_path.parent
-    config = training.TrainConfig(epochs=epochs, seed=seed, limit=limit)
+    config = training.TrainConfig(epochs=epochs, seed=seed, input_size=input_size, limit=limit)
     metrics = training.train(
         dataset, out, config, model_name=services().settings.local_model_path.name, progress=click.echo
     )

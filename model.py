@@ -16,7 +16,11 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 INPUT_SIZE = 112
-LOAD_SIZE = 128  # crops are stored at this size for training; augmentation crops INPUT_SIZE from it
+
+
+def load_size(input_size: int) -> int:
+    """The size training crops are loaded at; augmentation cuts input_size x input_size from them."""
+    return input_size + input_size // 7
 
 
 def resize(image: np.ndarray, size: int = INPUT_SIZE) -> np.ndarray:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
@@ -217,6 +218,7 @@ def _label(value: str, where: Path) -> str:
 @dataclass(frozen=True)
 class TrainConfig:
     epochs: int = 20
+    input_size: int = model.INPUT_SIZE
     batch_size: int = 128
     learning_rate: float = 2e-3
     weight_decay: float = 1e-4
@@ -263,8 +265,8 @@ def train(
     say = progress or log.info
     keras.utils.set_random_seed(config.seed)
     started = time.perf_counter()
-    train_x, train_y, _ = load_split(dataset, "train", model.LOAD_SIZE, config.limit)
-    val_x, val_y, _ = load_split(dataset, "val", model.INPUT_SIZE, config.limit)
+    train_x, train_y, _ = load_split(dataset, "train", model.load_size(config.input_size), config.limit)
+    val_x, val_y, _ = load_split(dataset, "val", config.input_size, config.limit)
     if len(train_x) == 0 or len(val_x) == 0 or len(set(train_y)) < 2:
         raise ValueError(f"{dataset} needs real and fake crops in its train split and crops in its val split")
     say(f"loaded {len(train_x)} train and {len(val_x)} val crops in {time.perf_counter() - started:.0f}s")
@@ -272,7 +274,7 @@ def train(
     positives = float(train_y.sum())
     class_weight = {0: len(train_y) / (2 * (len(train_y) - positives)), 1: len(train_y) / (2 * positives)}
     steps = int(np.ceil(len(train_x) / config.batch_size))
-    network = model.build(stem=config.stem, dropout=config.dropout)
+    network = model.build(config.input_size, stem=config.stem, dropout=config.dropout)
     schedule = keras.optimizers.schedules.CosineDecay(
         config.learning_rate, decay_steps=steps * config.epochs, warmup_target=None
     )
@@ -284,7 +286,7 @@ def train(
     train_data = (
         tf.data.Dataset.from_tensor_slices((train_x, train_y))
         .shuffle(len(train_x), seed=config.seed, reshuffle_each_iteration=True)
-        .map(_augment, num_parallel_calls=tf.data.AUTOTUNE)
+        .map(functools.partial(_augment, size=config.input_size), num_parallel_calls=tf.data.AUTOTUNE)
         .batch(config.batch_size)
         .prefetch(tf.data.AUTOTUNE)
     )
@@ -315,7 +317,7 @@ def train(
     )
     # Ship the best epoch's weights in an uncompiled copy: no optimizer state, a third of the size.
     network.load_weights(checkpoint)
-    shipped = model.build(stem=config.stem, dropout=config.dropout)
+    shipped = model.build(config.input_size, stem=config.stem, dropout=config.dropout)
     shipped.set_weights(network.get_weights())
     shipped.save(model_path)
     checkpoint.unlink()
@@ -335,12 +337,12 @@ def train(
     return metrics
 
 
-def _augment(image, label):
-    """Random crop, flip and mild colour changes. No blur or recompression: the texture they wipe
+def _augment(image, label, size: int):
+    """Random size x size crop, flip and mild colour changes. No blur or recompression: the texture they wipe
     out is what tells a generated face from a filmed one (a trial with them learned far slower)."""
     import tensorflow as tf
 
-    image = tf.image.random_crop(image, (model.INPUT_SIZE, model.INPUT_SIZE, 3))
+    image = tf.image.random_crop(image, (size, size, 3))
     image = tf.image.random_flip_left_right(image)
     image = tf.image.random_brightness(tf.cast(image, tf.float32), 12.0)
     image = tf.image.random_contrast(image, 0.9, 1.1)
