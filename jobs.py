@@ -290,6 +290,7 @@ class VideoAnalysis:
                 classifier=self.classifier(),
                 crops_dir=self.folders.crops_dir(job_id),
                 progress=progress,
+                max_seconds=self.settings.max_video_seconds,
             )
         except (custom_vision.ClassifierError, face.UnreadableMediaError) as error:
             raise JobFailedError(str(error)) from error

@@ -62,8 +62,10 @@ def analyze(
     classifier: Classifier,
     crops_dir: Path | None = None,
     progress: Progress | None = None,
+    max_seconds: float | None = None,
 ) -> Result:
-    """Analyse one video or photo. Raises face.UnreadableMediaError for a file that is neither,
+    """Analyse one video or photo. Raises face.UnreadableMediaError for a file that is neither (or,
+    with ``max_seconds``, for a video that turns out longer than that, whatever its header said),
     and custom_vision.ClassifierError when the classifier cannot answer."""
     started = time.perf_counter()
     path = Path(path)
@@ -77,6 +79,8 @@ def analyze(
     sampled = 0
     report("decoding", 0, expected)
     for batch in _timed_batches(sampler, DETECT_BATCH, timings):
+        if max_seconds is not None and batch[-1].time_s > max_seconds:
+            raise face.UnreadableMediaError(f"The video is longer than {max_seconds:g} s, the most that is analysed.")
         report("detecting faces", sampled, expected)
         tick = time.perf_counter()
         found = detector.detect_many([frame.image for frame in batch])

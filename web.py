@@ -50,9 +50,9 @@ def results(analysis_id: str):
     """While the analysis runs: a progress bar that follows it. Then its result, or why it failed."""
     job = services().store.get(analysis_id)
     result = services().folders.result(analysis_id)
-    if job is None and result is None:
-        abort(404)
-    if result is not None and (job is None or job.status == jobs.DONE):
+    if job is None or job.status == jobs.DONE:
+        if result is None:
+            abort(404)
         return render_template(
             "results.html", analysis_id=analysis_id, result=result, timeline=pipeline.timeline(result)
         )

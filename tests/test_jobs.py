@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 import threading
@@ -197,3 +198,17 @@ def test_deleting_a_job_while_it_runs_leaves_nothing_behind(app, client, media, 
     folder = app.extensions["deepfake"].folders.root / job_id
     assert not folder.exists()
     assert client.get(f"/api/videos/{job_id}").status_code == 404
+
+
+def test_a_video_longer_than_its_header_says_is_stopped_at_the_limit(app, media, mock_prediction_client):
+    """The upload check trusts the container's frame count; the analysis checks the real frames."""
+    services = app.extensions["deepfake"]
+    services.settings = dataclasses.replace(services.settings, max_video_seconds=2.5)
+    services.runner.analyse.settings = services.settings
+    services.classifier = azure_with(mock_prediction_client)
+    folder = services.folders.create()
+    (folder / "upload.mp4").write_bytes(media["face_video"].read_bytes())  # 4.8 s
+    services.store.create(folder.name)
+    job = wait_for_job(app, folder.name)
+    assert job.status == jobs.FAILED and "longer than 2.5 s" in job.error
+    mock_prediction_client.classify_image_with_no_store.assert_not_called()
