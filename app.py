@@ -209,11 +209,21 @@ def build_dataset_command(src: Path, out: Path) -> None:
     show_default=True,
     help="Crops are resized to this.",
 )
+@click.option(
+    "--group-batches/--shuffle-crops",
+    default=True,
+    show_default=True,
+    help="Put a group's crops (a real video and its fakes) in the same batch, or shuffle crops one by one.",
+)
 @click.option("--limit", type=int, default=0, help="Use at most this many crops per split (for quick trials).")
-def train_command(dataset: Path, out: Path | None, epochs: int, seed: int, input_size: int, limit: int) -> None:
+def train_command(
+    dataset: Path, out: Path | None, epochs: int, seed: int, input_size: int, group_batches: bool, limit: int
+) -> None:
     """Train the local classifier on DATASET's train split (val picks the epoch); write it to models/."""
     out = out or services().settings.local_model_path.parent
-    config = training.TrainConfig(epochs=epochs, seed=seed, input_size=input_size, limit=limit)
+    config = training.TrainConfig(
+        epochs=epochs, seed=seed, input_size=input_size, group_batches=group_batches, limit=limit
+    )
     metrics = training.train(
         dataset, out, config, model_name=services().settings.local_model_path.name, progress=click.echo
     )

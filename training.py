@@ -219,6 +219,7 @@ def _label(value: str, where: Path) -> str:
 class TrainConfig:
     epochs: int = 20
     input_size: int = model.INPUT_SIZE
+    group_batches: bool = True  # a group's crops (a real video and the fakes made from it) share a batch
     batch_size: int = 128
     learning_rate: float = 2e-3
     weight_decay: float = 1e-4
@@ -265,7 +266,7 @@ def train(
     say = progress or log.info
     keras.utils.set_random_seed(config.seed)
     started = time.perf_counter()
-    train_x, train_y, _ = load_split(dataset, "train", model.load_size(config.input_size), config.limit)
+    train_x, train_y, train_rows = load_split(dataset, "train", model.load_size(config.input_size), config.limit)
     val_x, val_y, _ = load_split(dataset, "val", config.input_size, config.limit)
     if len(train_x) == 0 or len(val_x) == 0 or len(set(train_y)) < 2:
         raise ValueError(f"{dataset} needs real and fake crops in its train split and crops in its val split")
@@ -283,9 +284,16 @@ def train(
         loss="binary_crossentropy",
         metrics=[keras.metrics.AUC(name="auc")],
     )
+    if config.group_batches:
+        order = group_order([row["group"] for row in train_rows], config.epochs, config.seed)
+    else:
+        rng = np.random.default_rng(config.seed)
+        order = np.concatenate([rng.permutation(len(train_x)) for _ in range(config.epochs)])
+    images, labels = tf.constant(train_x), tf.constant(train_y)
     train_data = (
-        tf.data.Dataset.from_tensor_slices((train_x, train_y))
-        .shuffle(len(train_x), seed=config.seed, reshuffle_each_iteration=True)
+        tf.data.Dataset.from_tensor_slices(order)
+        .repeat()
+        .map(lambda index: (tf.gather(images, index), tf.gather(labels, index)))
         .map(functools.partial(_augment, size=config.input_size), num_parallel_calls=tf.data.AUTOTUNE)
         .batch(config.batch_size)
         .prefetch(tf.data.AUTOTUNE)
@@ -303,10 +311,11 @@ def train(
     network.fit(
         train_data,
         epochs=config.epochs,
+        steps_per_epoch=steps,
         validation_data=(val_x, val_y),
         validation_batch_size=256,
         class_weight=class_weight,
-        shuffle=False,  # the tf.data pipeline shuffles
+        shuffle=False,  # the order is drawn above
         callbacks=[
             keras.callbacks.ModelCheckpoint(
                 checkpoint, monitor="val_auc", mode="max", save_best_only=True, save_weights_only=True
@@ -335,6 +344,22 @@ def train(
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     say(f"wrote {model_path} and {out / 'metrics.json'}")
     return metrics
+
+
+def group_order(groups: list[str], epochs: int, seed: int) -> np.ndarray:
+    """The order training crops are shown in, epoch after epoch: groups in random order and the
+    crops of a group next to each other, so that a real video's crop and the fakes made from it
+    share a batch, and the network learns what the face swap changed rather than who is filmed."""
+    rng = np.random.default_rng(seed)
+    members: dict[str, list[int]] = {}
+    for index, group in enumerate(groups):
+        members.setdefault(group, []).append(index)
+    blocks = list(members.values())
+    order = []
+    for _ in range(epochs):
+        for position in rng.permutation(len(blocks)):
+            order.extend(rng.permutation(blocks[position]))
+    return np.array(order, dtype=np.int64)
 
 
 def _augment(image, label, size: int):

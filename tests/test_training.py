@@ -247,3 +247,16 @@ def test_evaluate_a_folder_of_real_and_fake_videos(runner, app, source_folder, m
     assert report["crop_level"]["count"] == 3 and report["crop_level"]["roc_auc"] == 0.5
     assert [f["file"] for f in report["failed"]] == ["fake/notes.mp4"]
     assert "real/clip.mp4: real -> DeepFake (0.800, 2 crops)" in result.output
+
+
+def test_group_order_shows_every_crop_once_an_epoch_with_its_group_together():
+    groups = ["a", "b", "a", "c", "b", "a", "d"]
+    order = training.group_order(groups, epochs=3, seed=1)
+    assert len(order) == 21
+    for epoch in range(3):
+        shown = order[epoch * 7 : (epoch + 1) * 7]
+        assert sorted(shown) == list(range(7))
+        sequence = [groups[i] for i in shown]
+        runs = [g for position, g in enumerate(sequence) if position == 0 or sequence[position - 1] != g]
+        assert sorted(runs) == ["a", "b", "c", "d"]  # each group in one unbroken run
+    assert list(order[:7]) != list(order[7:14])  # a new order each epoch
