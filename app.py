@@ -244,15 +244,26 @@ def train_command(
     type=click.Path(dir_okay=False, allow_dash=True),
     help="Also write the report as JSON here ('-': stdout).",
 )
-def evaluate_command(path: Path, split: str, json_path: str | None) -> None:
+@click.option(
+    "--low-quality",
+    is_flag=True,
+    help="For a dataset: degrade every crop first (a quarter of the size, JPEG quality 30), as a poor video would.",
+)
+def evaluate_command(path: Path, split: str, json_path: str | None, low_quality: bool) -> None:
     """Score the classifier on a build-dataset folder, or on a folder of real/ and fake/ videos."""
     if (path / training.LABELS_FILE).is_file():
         rows = training.count_rows(path, None if split == "all" else split)
         with click.progressbar(length=rows, label="classifying crops", show_pos=True) as bar:
             report = training.evaluate_dataset(
-                path, services().classifier, None if split == "all" else split, progress=bar.update
+                path,
+                services().classifier,
+                None if split == "all" else split,
+                progress=bar.update,
+                low_quality=low_quality,
             )
     else:
+        if low_quality:
+            raise click.UsageError("--low-quality applies to a dataset made by build-dataset, not to videos.")
         videos = [s for s in training.find_sources(path) if s.path.suffix.lower() in face.VIDEO_EXTENSIONS]
         with click.progressbar(length=len(videos), label="analysing videos", show_pos=True) as bar:
             report = training.evaluate_videos(

@@ -414,20 +414,30 @@ def binary_metrics(labels, scores, predicted) -> dict:
 
 
 def evaluate_dataset(
-    dataset: Path, classifier, split: str | None = "test", progress: Callable[[int], None] | None = None
+    dataset: Path,
+    classifier,
+    split: str | None = "test",
+    progress: Callable[[int], None] | None = None,
+    low_quality: bool = False,
 ) -> dict:
     """Score every crop of ``split`` (all crops when None) of a build-dataset folder with ``classifier``.
 
     Crop level: each crop against its label, at the verdict threshold (the more probable tag).
     Video level: each source's crops through the verdict rule. Per group: accuracy of each group.
+    With ``low_quality``, every crop is first degraded as a low-quality video would give it
+    (see `degrade`): how many false alarms that brings is the original project's complaint.
     """
     with (dataset / LABELS_FILE).open(newline="") as handle:
         rows = [row for row in csv.DictReader(handle) if split is None or row["split"] == split]
     if not rows:
         raise ValueError(f"{dataset / LABELS_FILE} has no crops in split {split!r}")
-    predictions = []
+    predictions, flagged = [], 0
     for batch in _batches(rows, 256):
-        predictions += classifier.classify([face.read_image(dataset / row["crop"]) for row in batch])
+        images = [face.read_image(dataset / row["crop"]) for row in batch]
+        if low_quality:
+            images = [degrade(image) for image in images]
+        flagged += sum(1 for image in images if face.quality_flags(image))
+        predictions += classifier.classify(images)
         if progress:
             progress(len(batch))
     labels = np.array([row["label"] == "fake" for row in rows])
@@ -450,11 +460,21 @@ def evaluate_dataset(
         "kind": "dataset",
         "path": str(dataset),
         "split": split,
+        "low_quality": low_quality,
+        "quality_flagged": round(flagged / len(rows), 4),  # the share of crops with a quality flag
         "classifier": classifier.name,
         "crop_level": crop_level,
         "video_level": video_level,
         "per_group": _per_group(rows, labels, [p.label == custom_vision.DEEPFAKE for p in predictions], scores),
     }
+
+
+def degrade(image: np.ndarray) -> np.ndarray:
+    """A crop as a low-quality video gives it: a quarter of its width and height, JPEG quality 30."""
+    height, width = image.shape[:2]
+    small = cv2.resize(image, (max(8, width // 4), max(8, height // 4)), interpolation=cv2.INTER_AREA)
+    data = np.frombuffer(face.encode_jpeg(small, quality=30), dtype=np.uint8)
+    return cv2.cvtColor(cv2.imdecode(data, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
 
 
 def evaluate_videos(
@@ -533,6 +553,9 @@ def summary(report: dict) -> str:
     """The text form of an evaluation report."""
     lines = [f"{report['kind']} {report['path']}" + (f" (split {report['split']})" if report.get("split") else "")]
     lines.append(f"classifier: {report['classifier']}")
+    if "quality_flagged" in report:
+        degraded = "degraded to low quality, " if report["low_quality"] else ""
+        lines.append(f"crops: {degraded}{report['quality_flagged']:.1%} with a quality flag (small face or blurry)")
     for level in ("crop_level", "video_level"):
         m = report[level]
         c = m["confusion"]

@@ -160,10 +160,14 @@ def test_choosing_azure_without_its_settings_says_what_is_missing():
         make_classifier(Settings(classifier="azure"))
 
 
-def test_auto_picks_azure_only_when_all_four_settings_are_present(fake_azure, classifier_for):
+def test_auto_picks_azure_only_when_all_four_settings_are_present(fake_azure, classifier_for, tmp_path):
     assert classifier_for(azure_settings(fake_azure)).name == "azure"
-    with pytest.raises(ClassifierError, match="local model"):
-        make_classifier(Settings(vision_prediction_endpoint="http://x", vision_prediction_key="k"))
+    partial = Settings(
+        vision_prediction_endpoint="http://x", vision_prediction_key="k", local_model=str(tmp_path / "none.keras")
+    )
+    with pytest.raises(ClassifierError, match="local model"):  # it went for the local model, not Azure
+        make_classifier(partial)
+    assert make_classifier(Settings(vision_prediction_endpoint="http://x", vision_prediction_key="k")).name == "local"
 
 
 def _failing_client(status, headers=None):

@@ -179,6 +179,21 @@ def test_evaluate_on_a_case_known_by_hand(runner, app, tmp_path):
     groups = report["per_group"]
     assert groups["accuracy"] == {"g1": 1.0, "g2": pytest.approx(1 / 3, abs=1e-4)}
     assert "crop level: n=6 accuracy=0.6667 roc_auc=0.8889" in result.output
+    assert report["low_quality"] is False and report["quality_flagged"] == 1.0  # 40 px crops are small faces
+
+    degraded = runner.invoke(args=["evaluate", str(folder), "--low-quality", "--json", "-"])
+    assert degraded.exit_code == 0, degraded.output
+    report = json.loads(degraded.output[degraded.output.index("{") :])
+    assert report["low_quality"] is True and "degraded to low quality" in degraded.output
+    assert report["crop_level"]["confusion"] == crops["confusion"]  # flat colours survive the degradation
+
+
+def test_degrade_shrinks_and_blurs_a_crop_until_it_is_flagged():
+    sharp = cv2.resize(face_image()[150:330, 170:350], (160, 160))
+    assert face.quality_flags(sharp) == []
+    degraded = training.degrade(sharp)
+    assert degraded.shape == (40, 40, 3)
+    assert face.SMALL_FACE in face.quality_flags(degraded)
 
 
 @pytest.mark.parametrize(
