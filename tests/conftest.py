@@ -22,6 +22,21 @@ from custom_vision import AzureClassifier
 from .fake_custom_vision import FakeCustomVision
 
 VIDEO_SIDE = 384
+# What `analyze --json` promises (the API's result has the same shape).
+ANALYZE_JSON_KEYS = {
+    "file",
+    "verdict",
+    "deepfake_probability",
+    "stats",
+    "classifier",
+    "frame_interval",
+    "frames_total",
+    "frames_sampled",
+    "fps",
+    "duration_s",
+    "crops",
+    "timings_s",
+}
 AZURE_ENV = (
     "VISION_PREDICTION_ENDPOINT",
     "VISION_PREDICTION_KEY",
@@ -185,6 +200,13 @@ def mock_prediction_client():
 
 def azure_with(client) -> AzureClassifier:
     return AzureClassifier(client, "project", "published", max_tps=1000, retry_backoff_s=0.0)
+
+
+@pytest.fixture
+def mocked_azure(app, mock_prediction_client):
+    """The test app classifying with the mocked Azure client (P(DeepFake) = 0.8 for every crop)."""
+    app.extensions["deepfake"].classifier = azure_with(mock_prediction_client)
+    return mock_prediction_client
 
 
 @pytest.fixture

@@ -10,28 +10,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from .conftest import azure_with, wait_for_job
-
-ANALYZE_JSON_KEYS = {
-    "file",
-    "verdict",
-    "deepfake_probability",
-    "stats",
-    "classifier",
-    "frame_interval",
-    "frames_total",
-    "frames_sampled",
-    "fps",
-    "duration_s",
-    "crops",
-    "timings_s",
-}
-
-
-@pytest.fixture
-def mocked_azure(app, mock_prediction_client):
-    app.extensions["deepfake"].classifier = azure_with(mock_prediction_client)
-    return mock_prediction_client
+from .conftest import ANALYZE_JSON_KEYS, azure_with, wait_for_job
 
 
 def submit(client, path: Path, name: str | None = None):
