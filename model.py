@@ -15,7 +15,7 @@ import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-INPUT_SIZE = 112
+INPUT_SIZE = 128
 
 
 def load_size(input_size: int) -> int:

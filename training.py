@@ -217,7 +217,7 @@ def _label(value: str, where: Path) -> str:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 20
+    epochs: int = 24
     input_size: int = model.INPUT_SIZE
     group_batches: bool = True  # a group's crops (a real video and the fakes made from it) share a batch
     batch_size: int = 128
