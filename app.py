@@ -129,7 +129,7 @@ def _error_page(error: Exception):
         400: _("The request could not be understood."),
         404: _("There is nothing here. Analyses are kept only for a while; upload the video again."),
         405: _("That method is not allowed here."),
-        413: _("The file is too large: the limit is %(limit)s MB.", limit=current_limit_mb()),
+        413: _("The file is too large: the limit is %(limit)s MB.", limit=services().settings.max_upload_mb),
         429: _("Too many uploads from your address: wait a minute and try again."),
         500: _("Something went wrong on our side. Try again in a moment."),
     }
@@ -139,10 +139,6 @@ def _error_page(error: Exception):
     if _wants_json():
         return jsonify(error=message), code
     return render_template("error.html", code=code, message=message), code
-
-
-def current_limit_mb() -> int:
-    return services().settings.max_upload_mb
 
 
 @cli.cli.command("analyze")

@@ -5,6 +5,7 @@ name the server chooses, and queued for analysis. Shared by the upload form and 
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 from flask import current_app
 from flask_babel import gettext as _
@@ -29,7 +30,7 @@ def accept_upload(file: FileStorage | None) -> str:
         raise BadUploadError(_("No file was sent: choose a video or a photo to analyse."))
     app_services = services()
     folders, settings = app_services.folders, app_services.settings
-    suffix = "." + file.filename.rsplit(".", 1)[-1].lower() if "." in file.filename else ""
+    suffix = Path(file.filename).suffix.lower()
     suffix = suffix if suffix in face.VIDEO_EXTENSIONS + face.IMAGE_EXTENSIONS else ""
     folder = folders.create()
     path = folders.new_upload_path(folder, suffix)
@@ -58,8 +59,7 @@ def accept_upload(file: FileStorage | None) -> str:
         shutil.rmtree(folder, ignore_errors=True)
         raise
     app_services.store.create(folder.name)
-    app_services.runner.start()
-    app_services.runner.notify()
+    app_services.runner.notify()  # the app's before_request hook has started the workers
     return folder.name
 
 

@@ -21,7 +21,7 @@ import jobs
 import pipeline
 from api import delete_analysis
 from intake import BadUploadError, accept_upload, services
-from storage import CROPS_DIR
+from storage import CROPS_DIR, RESULT_FILE
 
 bp = Blueprint("web", __name__)
 
@@ -49,8 +49,8 @@ def upload():
 def results(analysis_id: str):
     """While the analysis runs: a progress bar that follows it. Then its result, or why it failed."""
     job = services().store.get(analysis_id)
-    result = services().folders.result(analysis_id)
     if job is None or job.status == jobs.DONE:
+        result = services().folders.result(analysis_id)
         if result is None:
             abort(404)
         return render_template(
@@ -69,10 +69,10 @@ def results(analysis_id: str):
 @bp.get("/results/<analysis_id>/result.json")
 def result_json(analysis_id: str):
     folder = services().folders.folder(analysis_id)
-    if folder is None or services().folders.result_dict(analysis_id) is None:
+    if folder is None or not (folder / RESULT_FILE).is_file():
         abort(404)
     return send_from_directory(
-        folder, "result.json", as_attachment=True, download_name=f"deepfake-analysis-{analysis_id[:8]}.json"
+        folder, RESULT_FILE, as_attachment=True, download_name=f"deepfake-analysis-{analysis_id[:8]}.json"
     )
 
 
@@ -80,7 +80,6 @@ def result_json(analysis_id: str):
 def retry(analysis_id: str):
     if services().folders.upload_path(analysis_id) is None or not services().store.requeue(analysis_id):
         abort(404)
-    services().runner.start()
     services().runner.notify()
     return redirect(url_for("web.results", analysis_id=analysis_id))
 
