@@ -30,6 +30,7 @@ from werkzeug.exceptions import HTTPException
 
 import api
 import custom_vision
+import evaluation
 import face
 import pipeline
 import training
@@ -211,26 +212,53 @@ def build_dataset_command(src: Path, out: Path) -> None:
     show_default=True,
     help="Put a group's crops (a real video and its fakes) in the same batch, or shuffle crops one by one.",
 )
+@click.option(
+    "--pseudo-fakes/--no-pseudo-fakes",
+    default=training.TrainConfig.pseudo_fakes,
+    show_default=True,
+    help="Also show every real face as a self-blended pseudo-fake, made anew each epoch.",
+)
+@click.option(
+    "--degrade/--no-degrade",
+    default=training.TrainConfig.degrade,
+    show_default=True,
+    help="Degrade real and fake crops alike at random (JPEG, rescaling, blur, noise).",
+)
+@click.option(
+    "--dfdc-fake-share",
+    type=float,
+    default=training.TrainConfig.dfdc_fake_share,
+    show_default=True,
+    help="With pseudo-fakes: the share of the dataset's own fakes shown each epoch.",
+)
+@click.option(
+    "--init",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="Start from this trained model (same network) instead of from scratch.",
+)
+@click.option("--learning-rate", type=float, default=training.TrainConfig.learning_rate, show_default=True)
 @click.option("--limit", type=int, default=0, help="Use at most this many crops per split (for quick trials).")
-def train_command(
-    dataset: Path, out: Path | None, epochs: int, seed: int, input_size: int, group_batches: bool, limit: int
-) -> None:
-    """Train the local classifier on DATASET's train split (val picks the epoch); write it to models/."""
+def train_command(dataset: Path, out: Path | None, **options) -> None:
+    """Train the local classifier on DATASET's train split (val picks the epoch and calibrates it);
+    write it to models/."""
     out = out or services().settings.local_model_path.parent
-    config = training.TrainConfig(
-        epochs=epochs, seed=seed, input_size=input_size, group_batches=group_batches, limit=limit
-    )
-    metrics = training.train(
-        dataset, out, config, model_name=services().settings.local_model_path.name, progress=click.echo
-    )
+    config = training.TrainConfig(**{**options, "init": options["init"] or ""})
+    try:
+        metrics = training.train(
+            dataset, out, config, model_name=services().settings.local_model_path.name, progress=click.echo
+        )
+    except ValueError as error:
+        raise click.ClickException(str(error)) from error
+    best = metrics["best"]
     click.echo(
-        f"best epoch {metrics['best_epoch']}: val ROC AUC {metrics['val_auc']:.4f}; "
-        f"{metrics['train_seconds']:.0f}s; model in {out}"
+        f"best epoch {metrics['best_epoch']}: val ROC AUC {best['val_auc_dfdc']}, pseudo-fake val ROC AUC "
+        f"{best['val_auc_pseudo']}; temperature {metrics['temperature']}; {metrics['train_seconds']:.0f}s; model in {out}"
     )
 
 
 @cli.cli.command("evaluate")
-@click.argument("path", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("sets", nargs=-1)
 @click.option(
     "--split", default="test", show_default=True, help="For a dataset: the split to score ('all' for every crop)."
 )
@@ -240,36 +268,29 @@ def train_command(
     type=click.Path(dir_okay=False, allow_dash=True),
     help="Also write the report as JSON here ('-': stdout).",
 )
-@click.option(
-    "--low-quality",
-    is_flag=True,
-    help="For a dataset: degrade every crop first (a quarter of the size, JPEG quality 30), as a poor video would.",
-)
-def evaluate_command(path: Path, split: str, json_path: str | None, low_quality: bool) -> None:
-    """Score the classifier on a build-dataset folder, or on a folder of real/ and fake/ videos."""
-    if (path / training.LABELS_FILE).is_file():
-        rows = training.count_rows(path, None if split == "all" else split)
-        with click.progressbar(length=rows, label="classifying crops", show_pos=True) as bar:
-            report = training.evaluate_dataset(
-                path,
-                services().classifier,
-                None if split == "all" else split,
-                progress=bar.update,
-                low_quality=low_quality,
-            )
-    else:
-        if low_quality:
-            raise click.UsageError("--low-quality applies to a dataset made by build-dataset, not to videos.")
-        videos = [s for s in training.find_sources(path) if s.path.suffix.lower() in face.VIDEO_EXTENSIONS]
-        with click.progressbar(length=len(videos), label="analysing videos", show_pos=True) as bar:
-            report = training.evaluate_videos(
-                path,
-                services().settings,
-                detector=services().detector,
-                classifier=services().classifier,
-                progress=bar.update,
-            )
-    click.echo(training.summary(report))
+def evaluate_command(sets: tuple[str, ...], split: str, json_path: str | None) -> None:
+    """Score the classifier on several SETS at once, side by side.
+
+    A SET is a build-dataset folder (its split is scored as cut and degraded to low quality) or a
+    folder of real/ and fake/ videos analysed as the app does; FOLDER@N analyses one frame in N.
+    Default: datasets/dfdc_crops ../shared/data/videos ../shared/data/celebdf_faces@5.
+    """
+    try:
+        chosen = [evaluation.EvaluationSet.parse(text) for text in sets or evaluation.STANDARD_SETS]
+    except ValueError as error:
+        raise click.UsageError(str(error)) from error
+    try:
+        report = evaluation.evaluate_sets(
+            chosen,
+            services().settings,
+            detector=services().detector,
+            classifier=services().classifier,
+            split=None if split == "all" else split,
+            progress=lambda message: click.echo(message, err=True),
+        )
+    except ValueError as error:
+        raise click.ClickException(str(error)) from error
+    click.echo(evaluation.summary(report))
     if json_path:
         text = json.dumps(report, indent=2)
         if json_path == "-":

@@ -18,11 +18,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 INPUT_SIZE = 128
 
 
-def load_size(input_size: int) -> int:
-    """The size training crops are loaded at; augmentation cuts input_size x input_size from them."""
-    return input_size + input_size // 7
-
-
 def resize(image: np.ndarray, size: int = INPUT_SIZE) -> np.ndarray:
     """A crop resized to size x size (the aspect ratio is not kept: the crop is already tight)."""
     interpolation = cv2.INTER_AREA if min(image.shape[:2]) >= size else cv2.INTER_LINEAR
@@ -56,6 +51,14 @@ def build(
     x = layers.Dropout(dropout)(x)
     outputs = layers.Dense(1, activation="sigmoid", name="p_deepfake")(x)
     return keras.Model(inputs, outputs, name="deepfake_crop_cnn")
+
+
+def apply_temperature(network, temperature: float) -> None:
+    """Divide the network's output logit by ``temperature`` (calibration), in its last layer's weights,
+    so the saved model answers calibrated probabilities at no cost."""
+    dense = network.get_layer("p_deepfake")
+    kernel, bias = dense.get_weights()
+    dense.set_weights([kernel / temperature, bias / temperature])
 
 
 class LocalModel:

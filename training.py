@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import functools
 import hashlib
 import json
 import logging
@@ -19,8 +18,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+import augmentation
 import custom_vision
 import face
+import metrics
 import model
 
 log = logging.getLogger(__name__)
@@ -28,8 +29,11 @@ log = logging.getLogger(__name__)
 LABELS = ("real", "fake")
 LABELS_FILE = "labels.csv"
 NO_FACE_FILE = "no_face.csv"
-LABEL_COLUMNS = ("crop", "label", "group", "split", "source", "frame")
+LABEL_COLUMNS = ("crop", "label", "group", "split", "source", "frame", "context", "keypoints", "crop_box")
 DETECT_BATCH = 32
+# The face region kept around each crop (the MTCNN box grown this much about its centre), so that
+# pseudo-fakes can be blended from the whole face and the crop cut from the blend afterwards.
+CONTEXT_SCALE = 1.6
 
 
 @dataclass(frozen=True)
@@ -129,7 +133,7 @@ def build_dataset(
         if new_no_face:
             no_faces.writerow(("source", "reason"))
         pending: dict[str, list[tuple]] = {}  # a source's rows, written once all its frames are done
-        for batch in _batches(_frames_of(todo, frame_interval, report, no_faces), DETECT_BATCH):
+        for batch in batches(_frames_of(todo, frame_interval, report, no_faces), DETECT_BATCH):
             found = detector.detect_many([frame.image for _, frame, _ in batch])
             for (source, frame, last), faces in zip(batch, found, strict=True):
                 crops = face.crop_faces(
@@ -142,11 +146,24 @@ def build_dataset(
                 )
                 for crop in crops:
                     relative = _crop_name(source, crop)
+                    context_name, keypoints, crop_box = _write_context(out, relative, frame.image, crop)
                     target = out / relative
                     target.parent.mkdir(parents=True, exist_ok=True)
                     target.write_bytes(face.encode_jpeg(crop.image))
                     rows = pending.setdefault(source.name, [])
-                    rows.append((relative, source.label, source.group, source.split, source.name, crop.frame_index))
+                    rows.append(
+                        (
+                            relative,
+                            source.label,
+                            source.group,
+                            source.split,
+                            source.name,
+                            crop.frame_index,
+                            context_name,
+                            keypoints,
+                            crop_box,
+                        )
+                    )
                 if last:
                     rows = pending.pop(source.name, [])
                     labels.writerows(rows)
@@ -182,7 +199,8 @@ def _frames_of(
             yield source, frame, position == len(frames) - 1
 
 
-def _batches(items, size: int) -> Iterator[list]:
+def batches(items, size: int) -> Iterator[list]:
+    """``items`` in lists of ``size`` (the last may be shorter)."""
     batch = []
     for item in items:
         batch.append(item)
@@ -191,6 +209,29 @@ def _batches(items, size: int) -> Iterator[list]:
             batch = []
     if batch:
         yield batch
+
+
+def _write_context(out: Path, crop_name: str, frame: np.ndarray, crop: face.FaceCrop) -> tuple[str, str, str]:
+    """Save the face region around ``crop`` (``contexts/...``, JPEG quality 95) and give its name,
+    the five keypoints and the crop's box in its own pixel coordinates, as labels.csv writes them."""
+    height, width = frame.shape[:2]
+    fx1, fy1, fx2, fy2 = crop.face.box
+    cx, cy = (fx1 + fx2) / 2, (fy1 + fy2) / 2
+    half = max(fx2 - fx1, fy2 - fy1) * CONTEXT_SCALE / 2
+    x1, y1 = max(0, int(cx - half)), max(0, int(cy - half))
+    x2, y2 = min(width, int(np.ceil(cx + half))), min(height, int(np.ceil(cy + half)))
+    # The crop must lie inside the context, even where keypoints stray outside the face box.
+    x1, y1 = min(x1, crop.box[0]), min(y1, crop.box[1])
+    x2, y2 = max(x2, crop.box[2]), max(y2, crop.box[3])
+    name = "contexts/" + crop_name.removeprefix("crops/")
+    target = out / name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(face.encode_jpeg(frame[y1:y2, x1:x2], quality=95))
+    keypoints = " ".join(
+        f"{crop.face.keypoints[key][0] - x1:.1f} {crop.face.keypoints[key][1] - y1:.1f}" for key in face.KEYPOINT_NAMES
+    )
+    box = crop.box
+    return name, keypoints, f"{box[0] - x1} {box[1] - y1} {box[2] - x1} {box[3] - y1}"
 
 
 def _crop_name(source: Source, crop: face.FaceCrop) -> str:
@@ -217,16 +258,23 @@ def _label(value: str, where: Path) -> str:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 24
+    epochs: int = 6
     input_size: int = model.INPUT_SIZE
     group_batches: bool = True  # a group's crops (a real video and the fakes made from it) share a batch
+    pseudo_fakes: bool = True  # every real face is also shown as a self-blended pseudo-fake, new each epoch
+    degrade: bool = True  # the same random degradations of poor video for every class
+    dfdc_fake_share: float = 0.5  # with pseudo-fakes: the share of the dataset's own fakes shown each epoch
+    init: str = ""  # a trained .keras model of the same shape to start from (fine-tuning); "": from scratch
     batch_size: int = 128
-    learning_rate: float = 2e-3
+    learning_rate: float = 5e-4
     weight_decay: float = 1e-4
     stem: int = 16
     dropout: float = 0.3
     seed: int = 1234
-    limit: int = 0  # use at most this many training crops (0: all); for quick trials
+    limit: int = 0  # use at most this many crops per split (0: all); for quick trials
+
+
+REAL, PSEUDO_FAKE, DATASET_FAKE = 0, 1, 2  # what a training example is made as
 
 
 def count_rows(dataset: Path, splits: str | tuple[str, ...] | None) -> int:
@@ -236,18 +284,166 @@ def count_rows(dataset: Path, splits: str | tuple[str, ...] | None) -> int:
         return sum(1 for row in csv.DictReader(handle) if splits is None or row["split"] in splits)
 
 
-def load_split(dataset: Path, split: str, size: int, limit: int = 0) -> tuple[np.ndarray, np.ndarray, list[dict]]:
-    """The crops of one split, resized to size x size, with labels (1 = fake) and their labels.csv rows."""
+@dataclass
+class Faces:
+    """The faces of one split as build-dataset kept them: the face region around each crop, its
+    keypoints and crop box in that region's pixels, the label (1 = fake) and the labels.csv row."""
+
+    contexts: list[np.ndarray]
+    keypoints: np.ndarray  # n x 5 x 2
+    boxes: np.ndarray  # n x 4: x1, y1, x2, y2
+    labels: np.ndarray
+    rows: list[dict]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def crop(
+        self, index: int, kind: int, size: int | None, rng: np.random.Generator | None, degrade: bool
+    ) -> np.ndarray:
+        """The crop the network sees for face ``index`` made as ``kind``, resized to size x size (None:
+        as cut). With ``rng`` the box is jittered and the crop flipped at random; ``degrade`` adds the
+        random degradations."""
+        image = self.contexts[index]
+        if kind == PSEUDO_FAKE:
+            image, _ = augmentation.self_blend(image, self.keypoints[index], rng)
+        box = tuple(int(v) for v in self.boxes[index])
+        if rng is not None:
+            box = augmentation.jittered_box(box, image.shape[1], image.shape[0], rng)
+        x1, y1, x2, y2 = box
+        crop = image[y1:y2, x1:x2]
+        if degrade:
+            crop = augmentation.degrade(crop, rng)
+        if size:
+            crop = model.resize(crop, size)
+        if rng is not None and rng.random() < 0.5:
+            crop = crop[:, ::-1]
+        return crop
+
+
+def load_faces(dataset: Path, split: str, limit: int = 0) -> Faces:
+    """The faces of ``split``, read into memory."""
     with (dataset / LABELS_FILE).open(newline="") as handle:
         rows = [row for row in csv.DictReader(handle) if row["split"] == split]
+    if rows and not rows[0].get("context"):
+        raise ValueError(f"{dataset / LABELS_FILE} has no face regions (context column): rebuild it with build-dataset")
     if limit and len(rows) > limit:
         keep = np.random.default_rng(0).choice(len(rows), size=limit, replace=False)
         rows = [rows[index] for index in sorted(keep)]
-    images = np.zeros((len(rows), size, size, 3), dtype=np.uint8)
-    for position, row in enumerate(rows):
-        images[position] = model.resize(face.read_image(dataset / row["crop"]), size)
-    labels = np.array([row["label"] == "fake" for row in rows], dtype=np.float32)
-    return images, labels, rows
+    return Faces(
+        contexts=[face.read_image(dataset / row["context"]) for row in rows],
+        keypoints=np.array([row["keypoints"].split() for row in rows], dtype=np.float32).reshape(-1, 5, 2),
+        boxes=np.array([row["crop_box"].split() for row in rows], dtype=np.int32).reshape(-1, 4),
+        labels=np.array([row["label"] == "fake" for row in rows], dtype=np.float32),
+        rows=rows,
+    )
+
+
+def epoch_plan(faces: Faces, config: TrainConfig, rng: np.random.Generator) -> list[tuple[int, int]]:
+    """One epoch's examples as (face index, kind), in the order they are shown.
+
+    Every real face is shown as itself and, with pseudo-fakes, once more as a pseudo-fake made anew;
+    the dataset's own fakes are shown at ``dfdc_fake_share`` (all of them without pseudo-fakes). With
+    group batches a group's examples are next to each other, so a real face, its pseudo-fake and
+    the swaps made from it share a batch and the network learns what changed, not who is filmed.
+    """
+    groups: dict[str, list[tuple[int, int]]] = {}
+    for index, row in enumerate(faces.rows):
+        if faces.labels[index] == 0:
+            kinds = [REAL, PSEUDO_FAKE] if config.pseudo_fakes else [REAL]
+        else:
+            share = config.dfdc_fake_share if config.pseudo_fakes else 1.0
+            kinds = [DATASET_FAKE] if rng.random() < share else []
+        key = row["group"] if config.group_batches else f"{index}"
+        groups.setdefault(key, []).extend((index, kind) for kind in kinds)
+    blocks = list(groups.values())
+    plan = []
+    for position in rng.permutation(len(blocks)):
+        block = blocks[position]
+        plan.extend(block[i] for i in rng.permutation(len(block)))
+    return plan
+
+
+def training_batches(faces: Faces, config: TrainConfig, workers: int = 2) -> Iterator[tuple]:
+    """Endless (crops, labels, sample weights) batches, epoch after epoch, each epoch with new
+    pseudo-fakes and degradations. Sample weights give fake and real examples equal weight."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    seeds = np.random.SeedSequence(config.seed)
+    with ThreadPoolExecutor(workers) as pool:  # OpenCV lets go of the GIL: threads make crops in parallel
+        for epoch_seed in seeds.spawn(10**6):
+            rng = np.random.default_rng(epoch_seed)
+            plan = epoch_plan(faces, config, rng)
+            labels = np.array([kind != REAL for _, kind in plan], dtype=np.float32)
+            fakes = labels.sum()
+            weight = {1.0: len(plan) / (2 * max(fakes, 1)), 0.0: len(plan) / (2 * max(len(plan) - fakes, 1))}
+            for start in range(0, len(plan), config.batch_size):
+                batch = plan[start : start + config.batch_size]
+                crop_seeds = np.random.SeedSequence(rng.integers(2**63)).spawn(len(batch))
+                crops = list(
+                    pool.map(
+                        lambda item: faces.crop(
+                            item[0][0], item[0][1], config.input_size, np.random.default_rng(item[1]), config.degrade
+                        ),
+                        zip(batch, crop_seeds, strict=True),
+                    )
+                )
+                y = labels[start : start + len(batch)]
+                yield np.stack(crops), y, np.array([weight[float(v)] for v in y], dtype=np.float32)
+
+
+@dataclass
+class ValidationSets:
+    """What picks the epoch, fixed once: the val split's crops as cut (``dfdc``), its real faces
+    against pseudo-fakes of them (``pseudo``), and its crops degraded as a poor video would give them
+    (``degraded``). Each is (crops, labels)."""
+
+    dfdc: tuple[np.ndarray, np.ndarray]
+    pseudo: tuple[np.ndarray, np.ndarray]
+    degraded: tuple[np.ndarray, np.ndarray]
+
+
+def validation_sets(faces: Faces, size: int, seed: int) -> ValidationSets:
+    rng = np.random.default_rng(seed)
+    clean = np.stack([faces.crop(i, REAL, size, None, False) for i in range(len(faces))])
+    reals = [i for i in range(len(faces)) if faces.labels[i] == 0]
+    pseudo = [faces.crop(i, REAL, size, rng, True) for i in reals] + [
+        faces.crop(i, PSEUDO_FAKE, size, rng, True) for i in reals
+    ]
+    degraded = np.stack(
+        [
+            model.resize(augmentation.low_quality(faces.crop(i, REAL, None, None, False)), size)
+            for i in range(len(faces))
+        ]
+    )
+    return ValidationSets(
+        dfdc=(clean, faces.labels),
+        pseudo=(np.stack(pseudo), np.repeat(np.array([0.0, 1.0], dtype=np.float32), len(reals))),
+        degraded=(degraded, faces.labels),
+    )
+
+
+SCORED = ("val_auc_dfdc", "val_auc_pseudo", "val_auc_degraded")
+
+
+def validate(network, sets: ValidationSets) -> dict:
+    """ROC AUC on each val set, the false alarms on degraded real crops, and the score that picks the
+    epoch: the mean ROC AUC over the val split as cut, degraded, and against pseudo-fakes (all three
+    must hold: the swaps it was shown, poor video, and the traces of blending that any swap leaves)."""
+    scores = {name: _predict(network, getattr(sets, name)[0]) for name in ("dfdc", "pseudo", "degraded")}
+    figures = {f"val_auc_{name}": metrics.roc_auc(getattr(sets, name)[1], scores[name]) for name in scores}
+    real = sets.degraded[1] == 0
+    figures["val_degraded_false_alarms"] = float((scores["degraded"][real] >= 0.5).mean())
+    # Without fakes in val (tiny sets) the pseudo-fakes alone pick the epoch.
+    figures["val_score"] = float(np.mean([figures[key] for key in SCORED if figures[key] is not None]))
+    return {key: None if value is None else round(value, 4) for key, value in figures.items()}
+    return figures
+
+
+def _predict(network, crops: np.ndarray) -> np.ndarray:
+    return np.concatenate(
+        [network(crops[start : start + 256], training=False).numpy().reshape(-1) for start in range(0, len(crops), 256)]
+    )
 
 
 def train(
@@ -258,328 +454,96 @@ def train(
     model_name: str = "deepfake_crop_cnn.keras",
     progress: Callable[[str], None] | None = None,
 ) -> dict:
-    """Train the local network on the `train` split, choosing the epoch by `val` ROC AUC, and write
-    ``out/model.keras`` and ``out/metrics.json``. The test split is not touched."""
+    """Train the local network on the `train` split, choosing the epoch on `val` (see `validate`),
+    calibrate it on `val` (see `metrics.fit_temperature`), and write ``out/<model_name>`` and
+    ``out/metrics.json``. The test split is not touched."""
     import keras
     import tensorflow as tf
 
     say = progress or log.info
     keras.utils.set_random_seed(config.seed)
     started = time.perf_counter()
-    train_x, train_y, train_rows = load_split(dataset, "train", model.load_size(config.input_size), config.limit)
-    val_x, val_y, _ = load_split(dataset, "val", config.input_size, config.limit)
-    if len(train_x) == 0 or len(val_x) == 0 or len(set(train_y)) < 2:
-        raise ValueError(f"{dataset} needs real and fake crops in its train split and crops in its val split")
-    say(f"loaded {len(train_x)} train and {len(val_x)} val crops in {time.perf_counter() - started:.0f}s")
+    train_faces = load_faces(dataset, "train", config.limit)
+    val_faces = load_faces(dataset, "val", config.limit)
+    if len(val_faces) == 0 or len(set(train_faces.labels)) < 2 or not (val_faces.labels == 0).any():
+        raise ValueError(f"{dataset} needs real and fake crops in its train split and real crops in its val split")
+    sets = validation_sets(val_faces, config.input_size, config.seed)
+    say(f"loaded {len(train_faces)} train and {len(val_faces)} val faces in {time.perf_counter() - started:.0f}s")
 
-    positives = float(train_y.sum())
-    class_weight = {0: len(train_y) / (2 * (len(train_y) - positives)), 1: len(train_y) / (2 * positives)}
-    steps = int(np.ceil(len(train_x) / config.batch_size))
+    examples = len(epoch_plan(train_faces, config, np.random.default_rng(config.seed)))
+    steps = int(np.ceil(examples / config.batch_size))
     network = model.build(config.input_size, stem=config.stem, dropout=config.dropout)
-    schedule = keras.optimizers.schedules.CosineDecay(
-        config.learning_rate, decay_steps=steps * config.epochs, warmup_target=None
-    )
+    if config.init:
+        network.set_weights(keras.models.load_model(config.init, compile=False).get_weights())
+    schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=steps * config.epochs)
     network.compile(
-        optimizer=keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay),
-        loss="binary_crossentropy",
-        metrics=[keras.metrics.AUC(name="auc")],
+        optimizer=keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay), loss="binary_crossentropy"
     )
-    if config.group_batches:
-        order = group_order([row["group"] for row in train_rows], config.epochs, config.seed)
-    else:
-        rng = np.random.default_rng(config.seed)
-        order = np.concatenate([rng.permutation(len(train_x)) for _ in range(config.epochs)])
-    images, labels = tf.constant(train_x), tf.constant(train_y)
-    train_data = (
-        tf.data.Dataset.from_tensor_slices(order)
-        .repeat()
-        .map(lambda index: (tf.gather(images, index), tf.gather(labels, index)))
-        .map(functools.partial(_augment, size=config.input_size), num_parallel_calls=tf.data.AUTOTUNE)
-        .batch(config.batch_size)
-        .prefetch(tf.data.AUTOTUNE)
-    )
+    size = config.input_size
+    train_data = tf.data.Dataset.from_generator(
+        lambda: training_batches(train_faces, config),
+        output_signature=(
+            tf.TensorSpec((None, size, size, 3), tf.uint8),
+            tf.TensorSpec((None,), tf.float32),
+            tf.TensorSpec((None,), tf.float32),
+        ),
+    ).prefetch(4)
     out.mkdir(parents=True, exist_ok=True)
-    model_path = out / model_name
     checkpoint = out / "best.weights.h5"
     history = []
+    if config.init:
+        history.append({"epoch": 0, **validate(network, sets)})
+        say("before training: " + ", ".join(f"{k} {v}" for k, v in history[-1].items() if k != "epoch"))
 
     class Report(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
-            history.append({key: round(float(value), 4) for key, value in (logs or {}).items()})
-            say(f"epoch {epoch + 1}/{config.epochs}: " + ", ".join(f"{k} {v:.4f}" for k, v in (logs or {}).items()))
+            figures = {
+                "epoch": epoch + 1,
+                "loss": round(float((logs or {})["loss"]), 4),
+                **validate(network, sets),
+                "seconds": round(time.perf_counter() - started),
+            }
+            if all(figures["val_score"] > row["val_score"] for row in history if row["epoch"] > 0):
+                network.save_weights(checkpoint)
+            history.append(figures)
+            say(
+                f"epoch {epoch + 1}/{config.epochs}: "
+                + ", ".join(f"{k} {v}" for k, v in figures.items() if k != "epoch")
+            )
 
-    network.fit(
-        train_data,
-        epochs=config.epochs,
-        steps_per_epoch=steps,
-        validation_data=(val_x, val_y),
-        validation_batch_size=256,
-        class_weight=class_weight,
-        shuffle=False,  # the order is drawn above
-        callbacks=[
-            keras.callbacks.ModelCheckpoint(
-                checkpoint, monitor="val_auc", mode="max", save_best_only=True, save_weights_only=True
-            ),
-            Report(),
-        ],
-        verbose=0,
-    )
-    # Ship the best epoch's weights in an uncompiled copy: no optimizer state, a third of the size.
+    network.fit(train_data, epochs=config.epochs, steps_per_epoch=steps, callbacks=[Report()], shuffle=False, verbose=0)
     network.load_weights(checkpoint)
-    shipped = model.build(config.input_size, stem=config.stem, dropout=config.dropout)
-    shipped.set_weights(network.get_weights())
-    shipped.save(model_path)
     checkpoint.unlink()
-    best = max(range(len(history)), key=lambda index: history[index]["val_auc"])
-    metrics = {
+    best = max((row for row in history if row["epoch"] > 0), key=lambda row: row["val_score"])
+
+    # Calibrate on the val split's real data, as filmed and degraded, and fold the temperature into
+    # the last layer, so the shipped network's P(DeepFake) is the calibrated one.
+    val_scores = np.concatenate([_predict(network, sets.dfdc[0]), _predict(network, sets.degraded[0])])
+    val_labels = np.concatenate([sets.dfdc[1], sets.degraded[1]])
+    temperature = metrics.fit_temperature(val_labels, val_scores)
+    shipped = model.build(config.input_size, stem=config.stem, dropout=config.dropout)
+    shipped.set_weights(network.get_weights())  # no optimizer state: a third of the size
+    model.apply_temperature(shipped, temperature)
+    shipped.save(out / model_name)
+    calibrated = metrics.apply_temperature(val_scores, temperature)
+    report = {
         "config": dataclasses.asdict(config),
-        "train_crops": len(train_x),
-        "val_crops": len(val_x),
-        "class_weight": class_weight,
-        "best_epoch": best + 1,
-        "val_auc": history[best]["val_auc"],
+        "train_faces": len(train_faces),
+        "val_faces": len(val_faces),
+        "examples_per_epoch": examples,
+        "best_epoch": best["epoch"],
+        "best": best,
+        "temperature": round(temperature, 4),
+        "val_calibration": {
+            "before": metrics.calibration(val_labels, val_scores),
+            "after": metrics.calibration(val_labels, calibrated),
+        },
         "history": history,
         "train_seconds": round(time.perf_counter() - started, 1),
     }
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    say(f"wrote {model_path} and {out / 'metrics.json'}")
-    return metrics
-
-
-def group_order(groups: list[str], epochs: int, seed: int) -> np.ndarray:
-    """The order training crops are shown in, epoch after epoch: groups in random order and the
-    crops of a group next to each other, so that a real video's crop and the fakes made from it
-    share a batch, and the network learns what the face swap changed rather than who is filmed."""
-    rng = np.random.default_rng(seed)
-    members: dict[str, list[int]] = {}
-    for index, group in enumerate(groups):
-        members.setdefault(group, []).append(index)
-    blocks = list(members.values())
-    order = []
-    for _ in range(epochs):
-        for position in rng.permutation(len(blocks)):
-            order.extend(rng.permutation(blocks[position]))
-    return np.array(order, dtype=np.int64)
-
-
-def _augment(image, label, size: int):
-    """Random size x size crop, flip and mild colour changes. No blur or recompression: the texture they wipe
-    out is what tells a generated face from a filmed one (a trial with them learned far slower)."""
-    import tensorflow as tf
-
-    image = tf.image.random_crop(image, (size, size, 3))
-    image = tf.image.random_flip_left_right(image)
-    image = tf.image.random_brightness(tf.cast(image, tf.float32), 12.0)
-    image = tf.image.random_contrast(image, 0.9, 1.1)
-    image = tf.cast(tf.clip_by_value(image, 0, 255), tf.uint8)
-    return image, label
-
-
-def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float | None:
-    """Area under the ROC curve (the Mann-Whitney statistic, ties counted half); None without both classes."""
-    labels = np.asarray(labels, dtype=bool)
-    scores = np.asarray(scores, dtype=float)
-    positives, negatives = labels.sum(), (~labels).sum()
-    if positives == 0 or negatives == 0:
-        return None
-    order = np.argsort(scores, kind="mergesort")
-    ranks = np.empty(len(scores))
-    sorted_scores = scores[order]
-    start = 0
-    while start < len(scores):  # average ranks over ties
-        end = start
-        while end + 1 < len(scores) and sorted_scores[end + 1] == sorted_scores[start]:
-            end += 1
-        ranks[order[start : end + 1]] = (start + end) / 2 + 1
-        start = end + 1
-    return float((ranks[labels].sum() - positives * (positives + 1) / 2) / (positives * negatives))
-
-
-def binary_metrics(labels, scores, predicted) -> dict:
-    """Accuracy, ROC AUC and the confusion matrix (fake is the positive class)."""
-    labels = np.asarray(labels, dtype=bool)
-    predicted = np.asarray(predicted, dtype=bool)
-    auc = roc_auc(labels, scores)
-    return {
-        "count": int(len(labels)),
-        "accuracy": round(float((labels == predicted).mean()), 4) if len(labels) else None,
-        "roc_auc": None if auc is None else round(auc, 4),
-        "confusion": {
-            "true_fake": int((labels & predicted).sum()),
-            "false_fake": int((~labels & predicted).sum()),
-            "true_real": int((~labels & ~predicted).sum()),
-            "false_real": int((labels & ~predicted).sum()),
-        },
-    }
-
-
-def evaluate_dataset(
-    dataset: Path,
-    classifier,
-    split: str | None = "test",
-    progress: Callable[[int], None] | None = None,
-    low_quality: bool = False,
-) -> dict:
-    """Score every crop of ``split`` (all crops when None) of a build-dataset folder with ``classifier``.
-
-    Crop level: each crop against its label, at the verdict threshold (the more probable tag).
-    Video level: each source's crops through the verdict rule. Per group: accuracy of each group.
-    With ``low_quality``, every crop is first degraded as a low-quality video would give it
-    (see `degrade`): how many false alarms that brings is the original project's complaint.
-    """
-    with (dataset / LABELS_FILE).open(newline="") as handle:
-        rows = [row for row in csv.DictReader(handle) if split is None or row["split"] == split]
-    if not rows:
-        raise ValueError(f"{dataset / LABELS_FILE} has no crops in split {split!r}")
-    predictions, flagged = [], 0
-    for batch in _batches(rows, 256):
-        images = [face.read_image(dataset / row["crop"]) for row in batch]
-        if low_quality:
-            images = [degrade(image) for image in images]
-        flagged += sum(1 for image in images if face.quality_flags(image))
-        predictions += classifier.classify(images)
-        if progress:
-            progress(len(batch))
-    labels = np.array([row["label"] == "fake" for row in rows])
-    scores = np.array([p.deepfake_probability for p in predictions])
-    crop_level = binary_metrics(labels, scores, [p.label == custom_vision.DEEPFAKE for p in predictions])
-
-    by_source: dict[str, list[int]] = {}
-    for index, row in enumerate(rows):
-        by_source.setdefault(row["source"], []).append(index)
-    verdicts = {
-        source: custom_vision.decide([predictions[i] for i in indices]) for source, indices in by_source.items()
-    }
-    sources = list(by_source)
-    video_level = binary_metrics(
-        [rows[by_source[s][0]]["label"] == "fake" for s in sources],
-        [verdicts[s].deepfake_probability for s in sources],
-        [verdicts[s].label == custom_vision.DEEPFAKE for s in sources],
-    )
-    return {
-        "kind": "dataset",
-        "path": str(dataset),
-        "split": split,
-        "low_quality": low_quality,
-        "quality_flagged": round(flagged / len(rows), 4),  # the share of crops with a quality flag
-        "classifier": classifier.name,
-        "crop_level": crop_level,
-        "video_level": video_level,
-        "per_group": _per_group(rows, labels, [p.label == custom_vision.DEEPFAKE for p in predictions], scores),
-    }
-
-
-def degrade(image: np.ndarray) -> np.ndarray:
-    """A crop as a low-quality video gives it: a quarter of its width and height, JPEG quality 30."""
-    height, width = image.shape[:2]
-    small = cv2.resize(image, (max(8, width // 4), max(8, height // 4)), interpolation=cv2.INTER_AREA)
-    data = np.frombuffer(face.encode_jpeg(small, quality=30), dtype=np.uint8)
-    return cv2.cvtColor(cv2.imdecode(data, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
-
-
-def evaluate_videos(
-    folder: Path, settings, *, detector, classifier, progress: Callable[[int], None] | None = None
-) -> dict:
-    """Analyse every video in ``folder``'s real/ and fake/ subfolders as the app would, and score the
-    verdicts (video level) and every crop (crop level, each crop taking its video's label)."""
-    import pipeline
-
-    sources = [source for source in find_sources(folder) if source.path.suffix.lower() in face.VIDEO_EXTENSIONS]
-    videos, crop_labels, crop_scores, crop_predicted, failed = [], [], [], [], []
-    for source in sources:
-        try:
-            result = pipeline.analyze(source.path, settings, detector=detector, classifier=classifier)
-        except (face.UnreadableMediaError, custom_vision.ClassifierError) as error:
-            failed.append({"file": source.name, "error": str(error)})
-            continue
-        finally:
-            if progress:
-                progress(1)
-        is_fake = source.label == "fake"
-        videos.append(
-            {
-                "file": source.name,
-                "label": source.label,
-                "verdict": result.verdict,
-                "deepfake_probability": result.deepfake_probability,
-                "crops": len(result.crops),
-                "warnings": result.warnings,
-                "timings_s": result.timings_s,
-            }
-        )
-        for crop in result.crops:
-            crop_labels.append(is_fake)
-            crop_scores.append(crop.probabilities[custom_vision.DEEPFAKE])
-            crop_predicted.append(crop.probabilities[custom_vision.DEEPFAKE] >= crop.probabilities[custom_vision.REAL])
-    judged = [video for video in videos if video["deepfake_probability"] is not None]
-    return {
-        "kind": "videos",
-        "path": str(folder),
-        "classifier": classifier.name,
-        "crop_level": binary_metrics(crop_labels, crop_scores, crop_predicted),
-        "video_level": binary_metrics(
-            [video["label"] == "fake" for video in judged],
-            [video["deepfake_probability"] for video in judged],
-            [video["verdict"] == custom_vision.DEEPFAKE for video in judged],
-        ),
-        "no_face": [video["file"] for video in videos if video["deepfake_probability"] is None],
-        "failed": failed,
-        "videos": videos,
-    }
-
-
-def _per_group(rows: list[dict], labels: np.ndarray, predicted: list[bool], scores: np.ndarray) -> dict | None:
-    groups: dict[str, list[int]] = {}
-    for index, row in enumerate(rows):
-        if row.get("group"):
-            groups.setdefault(row["group"], []).append(index)
-    if not groups:
-        return None
-    predicted = np.asarray(predicted)
-    accuracy = {group: float((labels[i] == predicted[i]).mean()) for group, i in groups.items()}
-    values = np.array(list(accuracy.values()))
-    worst = sorted(accuracy, key=accuracy.get)[:10]
-    return {
-        "groups": len(groups),
-        "accuracy_mean": round(float(values.mean()), 4),
-        "accuracy_quartiles": [round(float(q), 4) for q in np.percentile(values, [25, 50, 75])],
-        "groups_below_half": int((values < 0.5).sum()),
-        "worst": [{"group": g, "accuracy": round(accuracy[g], 4), "crops": len(groups[g])} for g in worst],
-        "accuracy": {group: round(value, 4) for group, value in accuracy.items()},
-    }
-
-
-def summary(report: dict) -> str:
-    """The text form of an evaluation report."""
-    lines = [f"{report['kind']} {report['path']}" + (f" (split {report['split']})" if report.get("split") else "")]
-    lines.append(f"classifier: {report['classifier']}")
-    if "quality_flagged" in report:
-        degraded = "degraded to low quality, " if report["low_quality"] else ""
-        lines.append(f"crops: {degraded}{report['quality_flagged']:.1%} with a quality flag (small face or blurry)")
-    for level in ("crop_level", "video_level"):
-        m = report[level]
-        c = m["confusion"]
-        auc = "n/a" if m["roc_auc"] is None else f"{m['roc_auc']:.4f}"
-        accuracy = "n/a" if m["accuracy"] is None else f"{m['accuracy']:.4f}"
-        lines.append(
-            f"{level.replace('_', ' ')}: n={m['count']} accuracy={accuracy} roc_auc={auc} "
-            f"[fake->fake {c['true_fake']}, fake->real {c['false_real']}, real->real {c['true_real']}, real->fake {c['false_fake']}]"
-        )
-    groups = report.get("per_group")
-    if groups:
-        q1, median, q3 = groups["accuracy_quartiles"]
-        lines.append(
-            f"per group: {groups['groups']} groups, mean accuracy {groups['accuracy_mean']:.4f}, quartiles "
-            f"{q1:.2f}/{median:.2f}/{q3:.2f}, {groups['groups_below_half']} groups below 0.5"
-        )
-    for video in report.get("videos", []):
-        probability = "-" if video["deepfake_probability"] is None else f"{video['deepfake_probability']:.3f}"
-        lines.append(
-            f"  {video['file']}: {video['label']} -> {video['verdict']} ({probability}, {video['crops']} crops)"
-        )
-    for failure in report.get("failed", []):
-        lines.append(f"  {failure['file']}: error: {failure['error']}")
-    return "\n".join(lines)
+    (out / "metrics.json").write_text(json.dumps(report, indent=2))
+    say(f"wrote {out / model_name} and {out / 'metrics.json'}")
+    return report
 
 
 UPLOAD_BATCH = 64  # the most images Custom Vision takes in one create_images_from_files call
@@ -634,7 +598,7 @@ def upload_to_custom_vision(
             tags[name] = created.id
             report.created_tags.append(name)
     tag_for = {"fake": tags[deepfake_tag], "real": tags[real_tag]}
-    for batch in _batches(rows, UPLOAD_BATCH):
+    for batch in batches(rows, UPLOAD_BATCH):
         entries = [
             ImageFileCreateEntry(
                 name=Path(row["crop"]).name,

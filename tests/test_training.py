@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
+import augmentation
 import face
 import training
 from app import create_app
@@ -18,6 +19,7 @@ from config import Settings
 from custom_vision import DEEPFAKE, REAL, Prediction
 
 from .conftest import face_frames, face_image, write_video
+from .test_augmentation import ASTRONAUT_KEYPOINTS
 
 
 def read_csv(path: Path) -> list[dict]:
@@ -82,20 +84,37 @@ def test_build_dataset_reads_a_metadata_csv_with_groups_and_splits(runner, tmp_p
 
 
 def tiny_dataset(folder: Path, per_class: int = 12) -> Path:
-    """Crops where fake is visibly different (blurred and tinted), in train and val splits."""
-    base = cv2.resize(face_image()[80:180, 160:290], (128, 100))
+    """Faces where fake is visibly different (blurred and tinted), in train and val splits, with the
+    face region, keypoints and crop box that build-dataset keeps."""
+    context = face_image()[40:200, 150:300]
+    keypoints = ASTRONAUT_KEYPOINTS - np.array([150, 40], dtype=np.float32)
+    box = face.crop_box(dict(zip(face.KEYPOINT_NAMES, map(tuple, keypoints), strict=True)), 0.5, 150, 160)
     rows = []
     for label in ("real", "fake"):
-        (folder / "crops" / label).mkdir(parents=True, exist_ok=True)
+        for kind in ("crops", "contexts"):
+            (folder / kind / label).mkdir(parents=True, exist_ok=True)
         for index in range(per_class):
-            image = np.roll(base, index * 3, axis=1)
+            image = np.roll(context, index * 3, axis=1)
             if label == "fake":
                 image = cv2.GaussianBlur(image, (9, 9), 3)
                 image[..., 0] = np.clip(image[..., 0].astype(int) + 60, 0, 255)
-            name = f"crops/{label}/{index}.jpg"
-            (folder / name).write_bytes(face.encode_jpeg(image))
+            name = f"{label}/{index}.jpg"
+            (folder / "contexts" / name).write_bytes(face.encode_jpeg(image))
+            (folder / "crops" / name).write_bytes(face.encode_jpeg(image[box[1] : box[3], box[0] : box[2]]))
             split = "val" if index % 4 == 0 else "train"
-            rows.append((name, label, f"{label}{index}", split, f"{label}/{index}.mp4", 0))
+            rows.append(
+                (
+                    f"crops/{name}",
+                    label,
+                    f"g{index}",
+                    split,
+                    f"{label}/{index}.mp4",
+                    0,
+                    f"contexts/{name}",
+                    " ".join(f"{v:.1f}" for v in keypoints.reshape(-1)),
+                    " ".join(map(str, box)),
+                )
+            )
     with (folder / "labels.csv").open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(training.LABEL_COLUMNS)
@@ -108,9 +127,12 @@ def test_train_writes_a_model_that_classifier_local_then_uses(runner, tmp_path, 
     models = tmp_path / "models"
     result = runner.invoke(args=["train", str(dataset), "--out", str(models), "--epochs", "1"])
     assert result.exit_code == 0, result.output
-    assert "epoch 1/1" in result.output and "val ROC AUC" in result.output
+    assert "epoch 1/1" in result.output and "pseudo-fake val ROC AUC" in result.output
     metrics = json.loads((models / "metrics.json").read_text())
-    assert metrics["train_crops"] == 18 and metrics["val_crops"] == 6 and metrics["best_epoch"] == 1
+    assert metrics["train_faces"] == 18 and metrics["val_faces"] == 6 and metrics["best_epoch"] == 1
+    # Each epoch: the 9 real faces as themselves and as pseudo-fakes, and half the 9 fakes on average.
+    assert 18 <= metrics["examples_per_epoch"] <= 27
+    assert metrics["temperature"] > 0 and metrics["val_calibration"]["after"]["ece"] is not None
 
     app = create_app(
         {
@@ -127,6 +149,92 @@ def test_train_writes_a_model_that_classifier_local_then_uses(runner, tmp_path, 
     assert data["classifier"] == "local" and data["verdict"] in (DEEPFAKE, REAL)
     (crop,) = data["crops"]
     assert crop["probabilities"][DEEPFAKE] + crop["probabilities"][REAL] == pytest.approx(1.0, abs=1e-3)
+
+
+def test_fine_tuning_starts_from_the_given_model(runner, tmp_path):
+    dataset = tiny_dataset(tmp_path / "tiny")
+    first = runner.invoke(args=["train", str(dataset), "--out", str(tmp_path / "a"), "--epochs", "1"])
+    assert first.exit_code == 0, first.output
+    tuned = runner.invoke(
+        args=[
+            "train",
+            str(dataset),
+            "--out",
+            str(tmp_path / "b"),
+            "--epochs",
+            "1",
+            "--init",
+            str(tmp_path / "a" / "deepfake_crop_cnn.keras"),
+            "--no-pseudo-fakes",
+            "--no-degrade",
+        ]
+    )
+    assert tuned.exit_code == 0, tuned.output
+    assert "before training: val_auc_dfdc" in tuned.output
+    metrics = json.loads((tmp_path / "b" / "metrics.json").read_text())
+    assert metrics["config"]["init"].endswith("deepfake_crop_cnn.keras")
+    assert metrics["examples_per_epoch"] == 18  # no pseudo-fakes: every face once
+    assert [row["epoch"] for row in metrics["history"]] == [0, 1]
+
+
+def test_train_on_a_dataset_without_face_regions_says_to_rebuild_it(runner, tmp_path):
+    dataset = tiny_dataset(tmp_path / "tiny")
+    rows = read_csv(dataset / "labels.csv")
+    with (dataset / "labels.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["crop", "label", "group", "split", "source", "frame"])
+        writer.writeheader()
+        writer.writerows({key: row[key] for key in writer.fieldnames} for row in rows)
+    result = runner.invoke(args=["train", str(dataset), "--out", str(tmp_path / "m"), "--epochs", "1"])
+    assert result.exit_code != 0
+    assert "rebuild it with build-dataset" in result.output
+
+
+def test_the_training_pipeline_shows_every_real_face_also_as_a_pseudo_fake(tmp_path, monkeypatch):
+    dataset = tiny_dataset(tmp_path / "tiny")
+    faces = training.load_faces(dataset, "train")
+    blended = []
+
+    def spy(image, keypoints, rng):
+        fake, mask = real_self_blend(image, keypoints, rng)
+        blended.append(fake)
+        return fake, mask
+
+    real_self_blend = augmentation.self_blend
+    monkeypatch.setattr(augmentation, "self_blend", spy)
+    config = training.TrainConfig(input_size=64, batch_size=8, degrade=False, dfdc_fake_share=0.0)
+    batches = training.training_batches(faces, config)
+    crops, labels, weights = [], [], []
+    for _ in range(3):  # 9 real faces, each as itself and as a pseudo-fake: 18 examples, 3 batches
+        x, y, w = next(batches)
+        crops.append(x), labels.append(y), weights.append(w)
+    labels, weights = np.concatenate(labels), np.concatenate(weights)
+    assert np.concatenate(crops).shape == (18, 64, 64, 3)
+    assert len(blended) == 9 and labels.sum() == 9  # every pseudo-fake is labelled fake
+    assert np.allclose(weights, 1.0)  # as many fakes as reals: equal weights
+
+    next_epoch = [next(batches)[1] for _ in range(3)]
+    assert len(blended) == 18 and sum(y.sum() for y in next_epoch) == 9  # new pseudo-fakes each epoch
+    assert not any(np.array_equal(a, b) for a, b in zip(blended[:9], blended[9:], strict=True))
+
+
+def test_epoch_plan_keeps_a_group_together_and_weighs_the_datasets_fakes():
+    rows = [{"group": g} for g in ["a", "a", "b", "b", "c", "a"]]
+    labels = np.array([0, 1, 0, 1, 0, 1], dtype=np.float32)
+    faces = training.Faces(contexts=[], keypoints=np.zeros((6, 5, 2)), boxes=np.zeros((6, 4)), labels=labels, rows=rows)
+    config = training.TrainConfig(dfdc_fake_share=0.5)
+    kept_fakes = []
+    for seed in range(2000):
+        plan = training.epoch_plan(faces, config, np.random.default_rng(seed))
+        kinds = [kind for _, kind in plan]
+        assert kinds.count(training.REAL) == 3 and kinds.count(training.PSEUDO_FAKE) == 3
+        kept_fakes.append(kinds.count(training.DATASET_FAKE))
+        sequence = [rows[index]["group"] for index, _ in plan]
+        runs = [g for position, g in enumerate(sequence) if position == 0 or sequence[position - 1] != g]
+        assert sorted(runs) == sorted(set(sequence))  # each group in one unbroken run
+    assert np.mean(kept_fakes) == pytest.approx(1.5, abs=0.1)  # half of the 3 dataset fakes
+
+    without = training.epoch_plan(faces, training.TrainConfig(pseudo_fakes=False), np.random.default_rng(0))
+    assert sorted(without) == [(i, training.REAL if labels[i] == 0 else training.DATASET_FAKE) for i in range(6)]
 
 
 class BrightnessClassifier:
@@ -164,7 +272,8 @@ def test_evaluate_on_a_case_known_by_hand(runner, app, tmp_path):
     app.extensions["deepfake"].classifier = BrightnessClassifier()
     result = runner.invoke(args=["evaluate", str(folder), "--json", "-"])
     assert result.exit_code == 0, result.output
-    report = json.loads(result.output[result.output.index("{") :])
+    clean, degraded = json.loads(result.output[result.output.index("{") :])["sets"]
+    report = clean
     crops = report["crop_level"]
     # predicted fake: 230, 200, 150; fake crops: 230, 200, 60 -> 2 true fake, 1 false real, 1 false fake, 2 true real
     assert crops["confusion"] == {"true_fake": 2, "false_fake": 1, "true_real": 2, "false_real": 1}
@@ -180,33 +289,14 @@ def test_evaluate_on_a_case_known_by_hand(runner, app, tmp_path):
     assert groups["accuracy"] == {"g1": 1.0, "g2": pytest.approx(1 / 3, abs=1e-4)}
     assert "crop level: n=6 accuracy=0.6667 roc_auc=0.8889" in result.output
     assert report["low_quality"] is False and report["quality_flagged"] == 1.0  # 40 px crops are small faces
+    # One real crop of three called fake; calibration: bins 0.0-0.1 (20/255: real), 0.1-0.2 (30/255: real)...
+    assert crops["false_alarms"] == pytest.approx(1 / 3, abs=1e-4)
+    low, high = crops["roc_auc_ci95"]
+    assert low <= crops["roc_auc"] <= high <= 1.0
+    assert "known test" in result.output and "known test, degraded" in result.output
 
-    degraded = runner.invoke(args=["evaluate", str(folder), "--low-quality", "--json", "-"])
-    assert degraded.exit_code == 0, degraded.output
-    report = json.loads(degraded.output[degraded.output.index("{") :])
-    assert report["low_quality"] is True and "degraded to low quality" in degraded.output
-    assert report["crop_level"]["confusion"] == crops["confusion"]  # flat colours survive the degradation
-
-
-def test_degrade_shrinks_and_blurs_a_crop_until_it_is_flagged():
-    sharp = cv2.resize(face_image()[150:330, 170:350], (160, 160))
-    assert face.quality_flags(sharp) == []
-    degraded = training.degrade(sharp)
-    assert degraded.shape == (40, 40, 3)
-    assert face.SMALL_FACE in face.quality_flags(degraded)
-
-
-@pytest.mark.parametrize(
-    ("labels", "scores", "auc"),
-    [
-        ([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8], 0.75),
-        ([0, 1], [0.5, 0.5], 0.5),
-        ([1, 1, 0], [0.9, 0.2, 0.2], 0.75),
-        ([1, 1], [0.1, 0.2], None),
-    ],
-)
-def test_roc_auc(labels, scores, auc):
-    assert training.roc_auc(np.array(labels), np.array(scores)) == (auc if auc is None else pytest.approx(auc))
+    assert degraded["low_quality"] is True and degraded["name"] == "known test, degraded"
+    assert degraded["crop_level"]["confusion"] == crops["confusion"]  # flat colours survive the degradation
 
 
 def test_upload_to_custom_vision_creates_tags_and_uploads_train_and_val(runner, app, tmp_path, fake_azure):
@@ -253,7 +343,7 @@ def test_evaluate_a_folder_of_real_and_fake_videos(runner, app, source_folder, m
     app.extensions["deepfake"].classifier = azure_with(mock_prediction_client)  # P(DeepFake) = 0.8 for every crop
     result = runner.invoke(args=["evaluate", str(source_folder), "--json", "-"])
     assert result.exit_code == 0, result.output
-    report = json.loads(result.output[result.output.index("{") :])
+    (report,) = json.loads(result.output[result.output.index("{") :])["sets"]
     assert [(v["file"], v["label"], v["verdict"], v["crops"]) for v in report["videos"]] == [
         ("real/clip.mp4", "real", "DeepFake", 2),
         ("fake/swap.avi", "fake", "DeepFake", 1),
@@ -262,16 +352,30 @@ def test_evaluate_a_folder_of_real_and_fake_videos(runner, app, source_folder, m
     assert report["crop_level"]["count"] == 3 and report["crop_level"]["roc_auc"] == 0.5
     assert [f["file"] for f in report["failed"]] == ["fake/notes.mp4"]
     assert "real/clip.mp4: real -> DeepFake (0.800, 2 crops)" in result.output
+    assert report["video_level"]["false_alarms"] == 1.0  # the one real video called DeepFake
 
 
-def test_group_order_shows_every_crop_once_an_epoch_with_its_group_together():
-    groups = ["a", "b", "a", "c", "b", "a", "d"]
-    order = training.group_order(groups, epochs=3, seed=1)
-    assert len(order) == 21
-    for epoch in range(3):
-        shown = order[epoch * 7 : (epoch + 1) * 7]
-        assert sorted(shown) == list(range(7))
-        sequence = [groups[i] for i in shown]
-        runs = [g for position, g in enumerate(sequence) if position == 0 or sequence[position - 1] != g]
-        assert sorted(runs) == ["a", "b", "c", "d"]  # each group in one unbroken run
-    assert list(order[:7]) != list(order[7:14])  # a new order each epoch
+def test_evaluate_reports_several_sets_side_by_side(runner, app, source_folder, tmp_path, mock_prediction_client):
+    from .conftest import azure_with
+
+    app.extensions["deepfake"].classifier = azure_with(mock_prediction_client)
+    dataset = tiny_dataset(tmp_path / "tiny")
+    result = runner.invoke(
+        args=["evaluate", str(dataset), str(source_folder), f"{source_folder}@25", "--split", "val", "--json", "-"]
+    )
+    assert result.exit_code == 0, result.output
+    sets = json.loads(result.output[result.output.index('{\n  "classifier"') :])["sets"]
+    assert [s["name"] for s in sets] == ["tiny val", "tiny val, degraded", "src (1 frame in 50)", "src (1 frame in 25)"]
+    assert sets[0]["crop_level"]["count"] == 6
+    # One frame in 25 samples the 60-frame clip 3 times, one in 50 twice.
+    assert [v["crops"] for v in sets[2]["videos"]] == [2, 1] and [v["crops"] for v in sets[3]["videos"]] == [3, 2]
+    table = result.output.splitlines()
+    header = next(i for i, line in enumerate(table) if line.startswith("set "))
+    assert [line.split("  ")[0].strip() for line in table[header + 2 : header + 6]] == [s["name"] for s in sets]
+    assert "ROC AUC [95% CI]" in table[header] and "ECE" in table[header]
+
+
+@pytest.mark.parametrize(("argument", "message"), [("nowhere", "is not a folder"), ("{src}@0", "at least 1")])
+def test_evaluate_refuses_a_bad_set(runner, source_folder, argument, message):
+    result = runner.invoke(args=["evaluate", argument.format(src=source_folder)])
+    assert result.exit_code == 2 and message in result.output

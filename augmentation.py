@@ -1,0 +1,157 @@
+"""What training does to a face before the network sees it: self-blended pseudo-fakes, and the
+degradations of poor video applied to every class alike.
+
+Pseudo-fakes follow Face X-ray (Li et al., CVPR 2020) and Self-Blended Images (Shiohara and Yamasaki,
+CVPR 2022): a real face, blended with a slightly altered copy of itself through a soft mask of the
+face region, carries the traces a face swap leaves (a blend boundary, a mismatch of colour, sharpness
+and position inside it) without the look of any one swapping method, so a network that learns to see
+them is not tied to one dataset's fakes. Here the mask comes from MTCNN's five keypoints, the only
+landmarks the app has.
+
+This module imports nothing of the project. Images are RGB ``uint8`` arrays; keypoints are a 5 x 2
+array (left eye, right eye, nose, left and right mouth corner) in the image's pixel coordinates.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+BLEND_WEIGHTS = (0.25, 0.5, 0.75, 1.0, 1.0, 1.0)  # as SBI draws them: mostly a full swap, sometimes a faint one
+
+
+def self_blend(image: np.ndarray, keypoints: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """A pseudo-fake of ``image`` and the blend mask (float32, 0..1) it was made with.
+
+    The output equals ``image`` wherever the mask is 0: only the face region changes.
+    """
+    source = _altered_copy(image, keypoints, rng)
+    mask = face_mask(image.shape[:2], keypoints, rng)
+    return cv2.blendLinear(source, image, mask, 1.0 - mask), mask
+
+
+def face_mask(shape: tuple[int, int], keypoints: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A soft mask of the inner face: an ellipse about the keypoints or the hull of points drawn
+    from them (eyebrows above the eyes, chin below the mouth), grown or shrunk at random, its edge
+    blurred, scaled by a random blend weight.
+
+    Its size stays within the eye/nose/mouth crop that face.py cuts (the keypoints' box widened by
+    half its size on every side), so the blend boundary falls inside the crop the network sees.
+    """
+    height, width = shape
+    keypoints = np.asarray(keypoints, dtype=np.float32)
+    centre = keypoints.mean(axis=0)
+    span = np.maximum(keypoints.max(axis=0) - keypoints.min(axis=0), 4.0)
+    mask = np.zeros((height, width), dtype=np.float32)
+    if rng.random() < 0.5:
+        eyes = keypoints[1] - keypoints[0]
+        angle = float(np.degrees(np.arctan2(eyes[1], eyes[0]))) + rng.uniform(-5, 5)
+        axes = (span / 2) * rng.uniform(1.2, 1.9, size=2)
+        shift = span * rng.uniform(-0.05, 0.05, size=2)
+        cv2.ellipse(
+            mask,
+            (tuple(float(v) for v in centre + shift), tuple(float(v) for v in 2 * axes), angle),
+            1.0,
+            thickness=-1,
+        )
+    else:
+        eye_to_mouth = keypoints[3:].mean(axis=0) - keypoints[:2].mean(axis=0)
+        points = np.concatenate(
+            [
+                keypoints,
+                keypoints[:2] - eye_to_mouth * rng.uniform(0.2, 0.4),  # eyebrows
+                keypoints[3:] + eye_to_mouth * rng.uniform(0.15, 0.35),  # chin
+            ]
+        )
+        points = centre + (points - centre) * rng.uniform(0.95, 1.2)
+        points += span * rng.uniform(-0.04, 0.04, size=points.shape)
+        hull = cv2.convexHull(np.rint(points).astype(np.int32))
+        cv2.fillConvexPoly(mask, hull, 1.0)
+    sigma = float(span.mean() * rng.uniform(0.03, 0.15))
+    mask = cv2.GaussianBlur(mask, (0, 0), sigmaX=sigma)
+    peak = mask.max()
+    if peak > 0:
+        mask /= peak
+    return mask * float(rng.choice(BLEND_WEIGHTS))
+
+
+def _altered_copy(image: np.ndarray, keypoints: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The image with its colour, brightness, contrast and sharpness changed a little, and moved or
+    resized by a few per cent about the face: what the swapped-in face would differ by."""
+    # Contrast, brightness and a colour cast, through one lookup table per channel.
+    levels = np.arange(256, dtype=np.float32)[:, None]
+    table = (levels - 128.0) * rng.uniform(0.9, 1.1) + 128.0 + rng.uniform(-12, 12) + rng.uniform(-10, 10, size=3)
+    copy = cv2.LUT(image, np.clip(np.rint(table), 0, 255).astype(np.uint8)[:, None, :])
+    texture = rng.integers(4)
+    if texture == 0:
+        copy = cv2.GaussianBlur(copy, (0, 0), sigmaX=rng.uniform(0.6, 1.6))
+    elif texture == 1:
+        blurred = cv2.GaussianBlur(copy, (0, 0), sigmaX=1.0)
+        copy = cv2.addWeighted(copy, 1.0 + rng.uniform(0.3, 1.0), blurred, -rng.uniform(0.3, 1.0), 0)
+    elif texture == 2:
+        height, width = copy.shape[:2]
+        factor = rng.uniform(0.4, 0.8)
+        small = cv2.resize(
+            copy, (max(4, int(width * factor)), max(4, int(height * factor))), interpolation=cv2.INTER_AREA
+        )
+        copy = cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
+    centre = np.asarray(keypoints, dtype=np.float32).mean(axis=0)
+    scale = rng.uniform(0.95, 1.05)
+    matrix = cv2.getRotationMatrix2D((float(centre[0]), float(centre[1])), 0.0, scale)
+    matrix[:, 2] += np.array(copy.shape[1::-1], dtype=np.float64) * rng.uniform(-0.03, 0.03, size=2)
+    return cv2.warpAffine(copy, matrix, copy.shape[1::-1], flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+
+
+def degrade(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The image as a poor video might give it, drawn at random: scaled down (to a quarter at most) and
+    up again, blurred, noisy, and JPEG-compressed at quality 30 to 95, each step only sometimes.
+    Applied to real and fake faces alike, so that poor quality is no cue for "fake"."""
+    height, width = image.shape[:2]
+    if rng.random() < 0.5:
+        factor = rng.uniform(0.25, 0.9)
+        small = cv2.resize(
+            image, (max(4, int(width * factor)), max(4, int(height * factor))), interpolation=cv2.INTER_AREA
+        )
+        image = cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
+    if rng.random() < 0.25:
+        image = cv2.GaussianBlur(image, (0, 0), sigmaX=rng.uniform(0.4, 1.5))
+    if rng.random() < 0.2:
+        noise = np.empty(image.shape, dtype=np.int16)
+        cv2.randn(noise, 0.0, float(rng.uniform(2, 8)))
+        image = np.clip(image.astype(np.int16) + noise, 0, 255).astype(np.uint8)
+    if rng.random() < 0.7:
+        image = jpeg(image, int(rng.integers(30, 96)))
+    return image
+
+
+def low_quality(image: np.ndarray) -> np.ndarray:
+    """The image as a poor video gives it, always the same way: a quarter of its width and height,
+    JPEG quality 30. What evaluation measures the false alarms of poor video with."""
+    height, width = image.shape[:2]
+    small = cv2.resize(image, (max(8, width // 4), max(8, height // 4)), interpolation=cv2.INTER_AREA)
+    return jpeg(small, 30)
+
+
+def jpeg(image: np.ndarray, quality: int) -> np.ndarray:
+    """The image after a round trip through JPEG at ``quality``."""
+    ok, data = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise ValueError("could not encode the image as JPEG")
+    return cv2.cvtColor(cv2.imdecode(data, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+
+def jittered_box(box: tuple[int, int, int, int], width: int, height: int, rng: np.random.Generator) -> tuple[int, ...]:
+    """The crop box moved and resized by a few per cent, clipped to the image: the spread of MTCNN's
+    keypoints from one frame to the next."""
+    x1, y1, x2, y2 = box
+    w, h = x2 - x1, y2 - y1
+    scale = rng.uniform(0.94, 1.06)
+    cx = (x1 + x2) / 2 + w * rng.uniform(-0.04, 0.04)
+    cy = (y1 + y2) / 2 + h * rng.uniform(-0.04, 0.04)
+    half_w, half_h = w * scale / 2, h * scale / 2
+    return (
+        max(0, int(cx - half_w)),
+        max(0, int(cy - half_h)),
+        min(width, int(np.ceil(cx + half_w))),
+        min(height, int(np.ceil(cy + half_h))),
+    )

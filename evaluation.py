@@ -1,0 +1,285 @@
+"""How well a classifier does: on the crops of a build-dataset folder (as cut, and degraded as a poor
+video gives them), on folders of real/ and fake/ videos analysed end to end, and on several such sets
+at once, side by side.
+
+No Flask in here: app.py's `evaluate` command wraps it.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+import augmentation
+import custom_vision
+import face
+import metrics
+import training
+
+# The sets `evaluate` reports on by default: the DFDC test crops (as cut and degraded), the labelled
+# sample videos at the app's own frame interval, and the Celeb-DF face clips at one frame in five
+# (at the default 50 each of their 24 frames would give one crop).
+STANDARD_SETS = ("datasets/dfdc_crops", "../shared/data/videos", "../shared/data/celebdf_faces@5")
+
+
+@dataclass(frozen=True)
+class EvaluationSet:
+    """A folder to evaluate on, and for videos the frame interval to analyse them at (None: the app's)."""
+
+    path: Path
+    frame_interval: int | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> EvaluationSet:
+        """``FOLDER`` or ``FOLDER@N`` (analyse one frame in N)."""
+        folder, _, interval = text.rpartition("@") if "@" in text else (text, "", "")
+        if interval and not interval.isdigit() or interval == "0":
+            raise ValueError(f"{text!r}: the frame interval after @ must be a whole number of at least 1")
+        path = Path(folder)
+        if not path.is_dir():
+            raise ValueError(f"{path} is not a folder")
+        return cls(path, int(interval) if interval else None)
+
+    @property
+    def is_dataset(self) -> bool:
+        return (self.path / training.LABELS_FILE).is_file()
+
+
+def evaluate_sets(
+    sets: list[EvaluationSet],
+    settings,
+    *,
+    detector,
+    classifier,
+    split: str | None = "test",
+    progress: Callable[[str], None] | None = None,
+) -> dict:
+    """Every set's report, side by side: a dataset's ``split`` as cut and degraded, a video folder
+    analysed end to end at its frame interval."""
+    reports = []
+    for chosen in sets:
+        if progress:
+            progress(f"evaluating {chosen.path}")
+        if chosen.is_dataset:
+            for low_quality in (False, True):
+                reports.append(evaluate_dataset(chosen.path, classifier, split, low_quality=low_quality))
+        else:
+            interval = chosen.frame_interval or settings.frame_interval
+            reports.append(
+                evaluate_videos(
+                    chosen.path,
+                    dataclasses.replace(settings, frame_interval=interval),
+                    detector=detector,
+                    classifier=classifier,
+                )
+            )
+    return {"classifier": classifier.name, "sets": reports}
+
+
+def _set_name(dataset: Path, split: str | None, low_quality: bool) -> str:
+    return f"{dataset.name} {split or 'all'}" + (", degraded" if low_quality else "")
+
+
+def evaluate_dataset(
+    dataset: Path,
+    classifier,
+    split: str | None = "test",
+    progress: Callable[[int], None] | None = None,
+    low_quality: bool = False,
+) -> dict:
+    """Score every crop of ``split`` (all crops when None) of a build-dataset folder with ``classifier``.
+
+    Crop level: each crop against its label, at the verdict threshold (the more probable tag).
+    Video level: each source's crops through the verdict rule. Per group: accuracy of each group.
+    With ``low_quality``, every crop is first degraded as a low-quality video would give it
+    (see `augmentation.low_quality`): how many false alarms that brings is the original project's complaint.
+    """
+    with (dataset / training.LABELS_FILE).open(newline="") as handle:
+        rows = [row for row in csv.DictReader(handle) if split is None or row["split"] == split]
+    if not rows:
+        raise ValueError(f"{dataset / training.LABELS_FILE} has no crops in split {split!r}")
+    predictions, flagged = [], 0
+    for batch in training.batches(rows, 256):
+        images = [face.read_image(dataset / row["crop"]) for row in batch]
+        if low_quality:
+            images = [augmentation.low_quality(image) for image in images]
+        flagged += sum(1 for image in images if face.quality_flags(image))
+        predictions += classifier.classify(images)
+        if progress:
+            progress(len(batch))
+    labels = np.array([row["label"] == "fake" for row in rows])
+    scores = np.array([p.deepfake_probability for p in predictions])
+    crop_level = metrics.binary_metrics(labels, scores, [p.label == custom_vision.DEEPFAKE for p in predictions])
+
+    by_source: dict[str, list[int]] = {}
+    for index, row in enumerate(rows):
+        by_source.setdefault(row["source"], []).append(index)
+    verdicts = {
+        source: custom_vision.decide([predictions[i] for i in indices]) for source, indices in by_source.items()
+    }
+    sources = list(by_source)
+    video_level = metrics.binary_metrics(
+        [rows[by_source[s][0]]["label"] == "fake" for s in sources],
+        [verdicts[s].deepfake_probability for s in sources],
+        [verdicts[s].label == custom_vision.DEEPFAKE for s in sources],
+    )
+    return {
+        "kind": "dataset",
+        "name": _set_name(dataset, split, low_quality),
+        "path": str(dataset),
+        "split": split,
+        "low_quality": low_quality,
+        "quality_flagged": round(flagged / len(rows), 4),  # the share of crops with a quality flag
+        "classifier": classifier.name,
+        "crop_level": crop_level,
+        "video_level": video_level,
+        "per_group": _per_group(rows, labels, [p.label == custom_vision.DEEPFAKE for p in predictions], scores),
+    }
+
+
+def evaluate_videos(
+    folder: Path, settings, *, detector, classifier, progress: Callable[[int], None] | None = None
+) -> dict:
+    """Analyse every video in ``folder``'s real/ and fake/ subfolders as the app would, and score the
+    verdicts (video level) and every crop (crop level, each crop taking its video's label)."""
+    import pipeline
+
+    sources = [
+        source for source in training.find_sources(folder) if source.path.suffix.lower() in face.VIDEO_EXTENSIONS
+    ]
+    videos, crop_labels, crop_scores, crop_predicted, failed = [], [], [], [], []
+    for source in sources:
+        try:
+            result = pipeline.analyze(source.path, settings, detector=detector, classifier=classifier)
+        except (face.UnreadableMediaError, custom_vision.ClassifierError) as error:
+            failed.append({"file": source.name, "error": str(error)})
+            continue
+        finally:
+            if progress:
+                progress(1)
+        is_fake = source.label == "fake"
+        videos.append(
+            {
+                "file": source.name,
+                "label": source.label,
+                "verdict": result.verdict,
+                "deepfake_probability": result.deepfake_probability,
+                "crops": len(result.crops),
+                "warnings": result.warnings,
+                "timings_s": result.timings_s,
+            }
+        )
+        for crop in result.crops:
+            crop_labels.append(is_fake)
+            crop_scores.append(crop.probabilities[custom_vision.DEEPFAKE])
+            crop_predicted.append(crop.probabilities[custom_vision.DEEPFAKE] >= crop.probabilities[custom_vision.REAL])
+    judged = [video for video in videos if video["deepfake_probability"] is not None]
+    return {
+        "kind": "videos",
+        "name": f"{folder.name} (1 frame in {settings.frame_interval})",
+        "path": str(folder),
+        "classifier": classifier.name,
+        "crop_level": metrics.binary_metrics(crop_labels, crop_scores, crop_predicted),
+        "video_level": metrics.binary_metrics(
+            [video["label"] == "fake" for video in judged],
+            [video["deepfake_probability"] for video in judged],
+            [video["verdict"] == custom_vision.DEEPFAKE for video in judged],
+        ),
+        "no_face": [video["file"] for video in videos if video["deepfake_probability"] is None],
+        "failed": failed,
+        "videos": videos,
+    }
+
+
+def _per_group(rows: list[dict], labels: np.ndarray, predicted: list[bool], scores: np.ndarray) -> dict | None:
+    groups: dict[str, list[int]] = {}
+    for index, row in enumerate(rows):
+        if row.get("group"):
+            groups.setdefault(row["group"], []).append(index)
+    if not groups:
+        return None
+    predicted = np.asarray(predicted)
+    accuracy = {group: float((labels[i] == predicted[i]).mean()) for group, i in groups.items()}
+    values = np.array(list(accuracy.values()))
+    worst = sorted(accuracy, key=accuracy.get)[:10]
+    return {
+        "groups": len(groups),
+        "accuracy_mean": round(float(values.mean()), 4),
+        "accuracy_quartiles": [round(float(q), 4) for q in np.percentile(values, [25, 50, 75])],
+        "groups_below_half": int((values < 0.5).sum()),
+        "worst": [{"group": g, "accuracy": round(accuracy[g], 4), "crops": len(groups[g])} for g in worst],
+        "accuracy": {group: round(value, 4) for group, value in accuracy.items()},
+    }
+
+
+def headline(report: dict) -> tuple[str, dict]:
+    """The level a set is judged at: its videos for a video folder, its crops for a dataset (one crop
+    a video in DFDC), with the figures at that level."""
+    level = "video_level" if report["kind"] == "videos" else "crop_level"
+    return level.split("_")[0], report[level]
+
+
+def summary(evaluation: dict) -> str:
+    """The text form of `evaluate_sets`: one line a set side by side, then each set's details."""
+    header = (
+        f"{'set':<40} {'unit':<5} {'n':>5}  {'ROC AUC [95% CI]':<22} {'accuracy':>8}  {'false alarms':<18} {'ECE':>6}"
+    )
+    lines = [f"classifier: {evaluation['classifier']}", header, "-" * len(header)]
+    for report in evaluation["sets"]:
+        unit, m = headline(report)
+        auc = "n/a" if m["roc_auc"] is None else f"{m['roc_auc']:.3f}"
+        if m["roc_auc_ci95"]:
+            auc += f" [{m['roc_auc_ci95'][0]:.3f}, {m['roc_auc_ci95'][1]:.3f}]"
+        accuracy = "n/a" if m["accuracy"] is None else f"{m['accuracy']:.3f}"
+        reals = m["confusion"]["false_fake"] + m["confusion"]["true_real"]
+        alarms = (
+            "n/a" if m["false_alarms"] is None else f"{m['false_alarms']:.1%} ({m['confusion']['false_fake']}/{reals})"
+        )
+        ece = "n/a" if not m["calibration"] else f"{m['calibration']['ece']:.3f}"
+        lines.append(f"{report['name']:<40} {unit:<5} {m['count']:>5}  {auc:<22} {accuracy:>8}  {alarms:<18} {ece:>6}")
+    for report in evaluation["sets"]:
+        lines += ["", details(report)]
+    return "\n".join(lines)
+
+
+def details(report: dict) -> str:
+    """One set's report as text: both levels, the reliability table, groups, and each video."""
+    lines = [f"{report['name']}: {report['path']}"]
+    if "quality_flagged" in report:
+        lines.append(f"crops with a quality flag (small face or blurry): {report['quality_flagged']:.1%}")
+    for level in ("crop_level", "video_level"):
+        m = report[level]
+        c = m["confusion"]
+        auc = "n/a" if m["roc_auc"] is None else f"{m['roc_auc']:.4f}"
+        accuracy = "n/a" if m["accuracy"] is None else f"{m['accuracy']:.4f}"
+        lines.append(
+            f"{level.replace('_', ' ')}: n={m['count']} accuracy={accuracy} roc_auc={auc} "
+            f"[fake->fake {c['true_fake']}, fake->real {c['false_real']}, real->real {c['true_real']}, real->fake {c['false_fake']}]"
+        )
+    unit, m = headline(report)
+    if m["calibration"]:
+        lines.append(f"reliability ({unit}s): P(DeepFake) bin, count, mean P(DeepFake), share fake")
+        lines += [
+            f"  {row['bin']}  {row['count']:>5}  {row['mean_probability']:.3f}  {row['fake_share']:.3f}"
+            for row in m["calibration"]["reliability"]
+        ]
+    groups = report.get("per_group")
+    if groups:
+        q1, median, q3 = groups["accuracy_quartiles"]
+        lines.append(
+            f"per group: {groups['groups']} groups, mean accuracy {groups['accuracy_mean']:.4f}, quartiles "
+            f"{q1:.2f}/{median:.2f}/{q3:.2f}, {groups['groups_below_half']} groups below 0.5"
+        )
+    for video in report.get("videos", []):
+        probability = "-" if video["deepfake_probability"] is None else f"{video['deepfake_probability']:.3f}"
+        lines.append(
+            f"  {video['file']}: {video['label']} -> {video['verdict']} ({probability}, {video['crops']} crops)"
+        )
+    for failure in report.get("failed", []):
+        lines.append(f"  {failure['file']}: error: {failure['error']}")
+    return "\n".join(lines)

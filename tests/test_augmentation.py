@@ -1,0 +1,77 @@
+"""Pseudo-fakes and degradations: what training does to a face before the network sees it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import augmentation
+import face
+
+from .conftest import face_image
+
+# MTCNN's keypoints on the astronaut (face_image), found once with face.FaceDetector.
+ASTRONAUT_KEYPOINTS = np.array([[204, 100], [245, 102], [224, 126], [202, 139], [244, 140]], dtype=np.float32)
+
+
+def astronaut_crop_box() -> tuple[int, int, int, int]:
+    keypoints = dict(zip(face.KEYPOINT_NAMES, map(tuple, ASTRONAUT_KEYPOINTS), strict=True))
+    return face.crop_box(keypoints, margin=0.5, width=512, height=512)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_a_pseudo_fake_changes_the_image_only_inside_its_mask(seed):
+    image = face_image()
+    fake, mask = augmentation.self_blend(image, ASTRONAUT_KEYPOINTS, np.random.default_rng(seed))
+    assert fake.shape == image.shape and fake.dtype == np.uint8
+    outside = mask == 0
+    assert outside.mean() > 0.8  # the face region, not the frame
+    assert np.array_equal(fake[outside], image[outside])
+    x1, y1, x2, y2 = astronaut_crop_box()
+    assert not np.array_equal(fake[y1:y2, x1:x2], image[y1:y2, x1:x2])  # the crop the network sees has changed
+    centre = np.rint(ASTRONAUT_KEYPOINTS.mean(axis=0)).astype(int)
+    assert mask[centre[1], centre[0]] >= 0.2  # the middle of the face is blended
+
+
+def test_the_blend_boundary_falls_inside_the_crop():
+    """The mask rises from 0 to its full weight inside the eye/nose/mouth crop most of the time: the
+    seam a face swap leaves is what the network must see."""
+    x1, y1, x2, y2 = astronaut_crop_box()
+    inside = 0
+    for seed in range(100):
+        _, mask = augmentation.self_blend(face_image(), ASTRONAUT_KEYPOINTS, np.random.default_rng(seed))
+        half = mask >= mask.max() / 2
+        ys, xs = np.nonzero(half)
+        inside += xs.min() > x1 and xs.max() < x2 and ys.min() > y1 and ys.max() < y2
+    assert inside >= 80
+
+
+def test_pseudo_fakes_differ_from_one_draw_to_the_next():
+    image = face_image()
+    first, _ = augmentation.self_blend(image, ASTRONAUT_KEYPOINTS, np.random.default_rng(1))
+    second, _ = augmentation.self_blend(image, ASTRONAUT_KEYPOINTS, np.random.default_rng(2))
+    assert not np.array_equal(first, second)
+
+
+def test_degradations_vary_and_keep_the_size():
+    crop = face_image()[60:200, 170:280]
+    outputs = [augmentation.degrade(crop, np.random.default_rng(seed)) for seed in range(30)]
+    assert all(out.shape == crop.shape and out.dtype == np.uint8 for out in outputs)
+    changed = [not np.array_equal(out, crop) for out in outputs]
+    assert 0.5 < np.mean(changed) < 1.0  # most draws degrade, a few leave the crop as it is
+
+
+def test_low_quality_shrinks_a_crop_until_it_is_flagged():
+    sharp = face_image()[150:330, 170:350]
+    assert face.quality_flags(sharp) == []
+    degraded = augmentation.low_quality(sharp)
+    assert degraded.shape == (45, 45, 3)
+    assert face.SMALL_FACE in face.quality_flags(degraded)
+
+
+def test_a_jittered_box_stays_near_the_box_and_inside_the_image():
+    box = (10, 20, 110, 140)
+    for seed in range(50):
+        x1, y1, x2, y2 = augmentation.jittered_box(box, 115, 150, np.random.default_rng(seed))
+        assert 0 <= x1 < x2 <= 115 and 0 <= y1 < y2 <= 150
+        assert abs(x1 - 10) <= 8 and abs(y2 - 140) <= 12
