@@ -232,6 +232,13 @@ def build_dataset_command(src: Path, out: Path) -> None:
     help="With pseudo-fakes: the share of the dataset's own fakes shown each epoch.",
 )
 @click.option(
+    "--fake-weight",
+    type=float,
+    default=training.TrainConfig.fake_weight,
+    show_default=True,
+    help="The fakes' share of the loss (real faces have the rest).",
+)
+@click.option(
     "--init",
     type=click.Path(exists=True, dir_okay=False),
     default=None,

@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 
 BLEND_WEIGHTS = (0.25, 0.5, 0.75, 1.0, 1.0, 1.0)  # as SBI draws them: mostly a full swap, sometimes a faint one
+HEAVY_SHARE = 0.2  # how often `degrade` gives the worst video: a face of a few dozen pixels, blocky JPEG
 
 
 def self_blend(image: np.ndarray, keypoints: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -99,14 +100,16 @@ def _altered_copy(image: np.ndarray, keypoints: np.ndarray, rng: np.random.Gener
 def degrade(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """The image as a poor video might give it, drawn at random: scaled down (to a quarter at most) and
     up again, blurred, noisy, and JPEG-compressed at quality 30 to 95, each step only sometimes.
-    Applied to real and fake faces alike, so that poor quality is no cue for "fake". Half the
-    downscales go below half the size: the heavy end is where false alarms come from."""
+    Applied to real and fake faces alike, so that poor quality is no cue for "fake". The heavy end
+    is where false alarms come from, so it is drawn often: HEAVY_SHARE of the time a quarter to a
+    third of the size at JPEG quality 25-50, and half the other downscales below half the size."""
     height, width = image.shape[:2]
+    if rng.random() < HEAVY_SHARE:
+        small = cv2.resize(image, _scaled(width, height, rng.uniform(0.2, 0.35)), interpolation=cv2.INTER_AREA)
+        return jpeg(cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR), int(rng.integers(25, 51)))
     if rng.random() < 0.5:
         factor = rng.uniform(0.25, 0.5) if rng.random() < 0.5 else rng.uniform(0.5, 0.95)
-        small = cv2.resize(
-            image, (max(4, int(width * factor)), max(4, int(height * factor))), interpolation=cv2.INTER_AREA
-        )
+        small = cv2.resize(image, _scaled(width, height, factor), interpolation=cv2.INTER_AREA)
         image = cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
     if rng.random() < 0.3:
         image = cv2.GaussianBlur(image, (0, 0), sigmaX=rng.uniform(0.5, 2.0))
@@ -117,6 +120,10 @@ def degrade(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     if rng.random() < 0.7:
         image = jpeg(image, int(rng.integers(30, 96)))
     return image
+
+
+def _scaled(width: int, height: int, factor: float) -> tuple[int, int]:
+    return max(4, int(width * factor)), max(4, int(height * factor))
 
 
 def low_quality(image: np.ndarray) -> np.ndarray:

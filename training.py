@@ -264,6 +264,7 @@ class TrainConfig:
     pseudo_fakes: bool = True  # every real face is also shown as a self-blended pseudo-fake, new each epoch
     degrade: bool = True  # the same random degradations of poor video for every class
     dfdc_fake_share: float = 0.5  # with pseudo-fakes: the share of the dataset's own fakes shown each epoch
+    fake_weight: float = 0.45  # the fakes' share of the loss: below half, a face that shows no trace leans real
     init: str = ""  # a trained .keras model of the same shape to start from (fine-tuning); "": from scratch
     batch_size: int = 128
     learning_rate: float = 5e-4
@@ -366,7 +367,8 @@ def epoch_plan(faces: Faces, config: TrainConfig, rng: np.random.Generator) -> l
 
 def training_batches(faces: Faces, config: TrainConfig, workers: int = 2) -> Iterator[tuple]:
     """Endless (crops, labels, sample weights) batches, epoch after epoch, each epoch with new
-    pseudo-fakes and degradations. Sample weights give fake and real examples equal weight."""
+    pseudo-fakes and degradations. Sample weights give the fakes ``fake_weight`` of the loss, however
+    many of them the epoch holds."""
     from concurrent.futures import ThreadPoolExecutor
 
     seeds = np.random.SeedSequence(config.seed)
@@ -376,7 +378,10 @@ def training_batches(faces: Faces, config: TrainConfig, workers: int = 2) -> Ite
             plan = epoch_plan(faces, config, rng)
             labels = np.array([kind != REAL for _, kind in plan], dtype=np.float32)
             fakes = labels.sum()
-            weight = {1.0: len(plan) / (2 * max(fakes, 1)), 0.0: len(plan) / (2 * max(len(plan) - fakes, 1))}
+            weight = {
+                1.0: len(plan) * config.fake_weight / max(fakes, 1),
+                0.0: len(plan) * (1 - config.fake_weight) / max(len(plan) - fakes, 1),
+            }
             for start in range(0, len(plan), config.batch_size):
                 batch = plan[start : start + config.batch_size]
                 crop_seeds = np.random.SeedSequence(rng.integers(2**63)).spawn(len(batch))

@@ -210,7 +210,8 @@ def test_the_training_pipeline_shows_every_real_face_also_as_a_pseudo_fake(tmp_p
     labels, weights = np.concatenate(labels), np.concatenate(weights)
     assert np.concatenate(crops).shape == (18, 64, 64, 3)
     assert len(blended) == 9 and labels.sum() == 9  # every pseudo-fake is labelled fake
-    assert np.allclose(weights, 1.0)  # as many fakes as reals: equal weights
+    # The fakes carry fake_weight (0.45) of the loss: 18 * 0.45 / 9 each, the reals 18 * 0.55 / 9.
+    assert np.allclose(weights[labels == 1], 0.9) and np.allclose(weights[labels == 0], 1.1)
 
     next_epoch = [next(batches)[1] for _ in range(3)]
     assert len(blended) == 18 and sum(y.sum() for y in next_epoch) == 9  # new pseudo-fakes each epoch
