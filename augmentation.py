@@ -98,28 +98,32 @@ def _altered_copy(image: np.ndarray, keypoints: np.ndarray, rng: np.random.Gener
 
 
 def degrade(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """The image as a poor video might give it, drawn at random: scaled down (to a quarter at most) and
-    up again, blurred, noisy, and JPEG-compressed at quality 30 to 95, each step only sometimes.
-    Applied to real and fake faces alike, so that poor quality is no cue for "fake". The heavy end
-    is where false alarms come from, so it is drawn often: HEAVY_SHARE of the time a quarter to a
-    third of the size at JPEG quality 25-50, and half the other downscales below half the size."""
+    """The image as a poor video might give it, drawn at random: scaled down (to a fifth at most),
+    blurred, noisy and JPEG-compressed at quality 30 to 95 at that small size, as a low-resolution
+    video is encoded, then scaled back up; each step only sometimes. Applied to real and fake faces
+    alike, so that poor quality is no cue for "fake". The heavy end is where false alarms come from,
+    so it is drawn often: HEAVY_SHARE of the time a fifth to a third of the size at quality 25-50, and
+    half the other downscales go below half the size."""
     height, width = image.shape[:2]
     if rng.random() < HEAVY_SHARE:
         small = cv2.resize(image, _scaled(width, height, rng.uniform(0.2, 0.35)), interpolation=cv2.INTER_AREA)
-        return jpeg(cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR), int(rng.integers(25, 51)))
+        small = jpeg(small, int(rng.integers(25, 51)))
+        return cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
+    small = image
     if rng.random() < 0.5:
         factor = rng.uniform(0.25, 0.5) if rng.random() < 0.5 else rng.uniform(0.5, 0.95)
         small = cv2.resize(image, _scaled(width, height, factor), interpolation=cv2.INTER_AREA)
-        image = cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
     if rng.random() < 0.3:
-        image = cv2.GaussianBlur(image, (0, 0), sigmaX=rng.uniform(0.5, 2.0))
+        small = cv2.GaussianBlur(small, (0, 0), sigmaX=rng.uniform(0.4, 1.5))
     if rng.random() < 0.2:
-        noise = np.empty(image.shape, dtype=np.int16)
+        noise = np.empty(small.shape, dtype=np.int16)
         cv2.randn(noise, 0.0, float(rng.uniform(2, 8)))
-        image = np.clip(image.astype(np.int16) + noise, 0, 255).astype(np.uint8)
+        small = np.clip(small.astype(np.int16) + noise, 0, 255).astype(np.uint8)
     if rng.random() < 0.7:
-        image = jpeg(image, int(rng.integers(30, 96)))
-    return image
+        small = jpeg(small, int(rng.integers(30, 96)))
+    if small.shape[:2] != (height, width):
+        small = cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
+    return small
 
 
 def _scaled(width: int, height: int, factor: float) -> tuple[int, int]:

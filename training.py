@@ -409,6 +409,7 @@ class ValidationSets:
 
 
 def validation_sets(faces: Faces, size: int, seed: int) -> ValidationSets:
+    """The val sets, drawn once with ``seed`` so every epoch (and every run) is judged on the same."""
     rng = np.random.default_rng(seed)
     clean = np.stack([faces.crop(i, REAL, size, None, False) for i in range(len(faces))])
     reals = [i for i in range(len(faces)) if faces.labels[i] == 0]
@@ -442,7 +443,6 @@ def validate(network, sets: ValidationSets) -> dict:
     # Without fakes in val (tiny sets) the pseudo-fakes alone pick the epoch.
     figures["val_score"] = float(np.mean([figures[key] for key in SCORED if figures[key] is not None]))
     return {key: None if value is None else round(value, 4) for key, value in figures.items()}
-    return figures
 
 
 def _predict(network, crops: np.ndarray) -> np.ndarray:
