@@ -286,15 +286,18 @@ def evaluate_command(sets: tuple[str, ...], split: str, json_path: str | None) -
         chosen = [evaluation.EvaluationSet.parse(text) for text in sets or evaluation.STANDARD_SETS]
     except ValueError as error:
         raise click.UsageError(str(error)) from error
+    split = None if split == "all" else split
     try:
-        report = evaluation.evaluate_sets(
-            chosen,
-            services().settings,
-            detector=services().detector,
-            classifier=services().classifier,
-            split=None if split == "all" else split,
-            progress=lambda message: click.echo(message, err=True),
-        )
+        work = sum(chosen_set.work(split) for chosen_set in chosen)
+        with click.progressbar(length=work, label="evaluating", show_pos=True) as bar:
+            report = evaluation.evaluate_sets(
+                chosen,
+                services().settings,
+                detector=services().detector,
+                classifier=services().classifier,
+                split=split,
+                progress=bar.update,
+            )
     except ValueError as error:
         raise click.ClickException(str(error)) from error
     click.echo(evaluation.summary(report))

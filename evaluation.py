@@ -38,7 +38,7 @@ class EvaluationSet:
     def parse(cls, text: str) -> EvaluationSet:
         """``FOLDER`` or ``FOLDER@N`` (analyse one frame in N)."""
         folder, _, interval = text.rpartition("@") if "@" in text else (text, "", "")
-        if interval and not interval.isdigit() or interval == "0":
+        if interval and (not interval.isdigit() or int(interval) < 1):
             raise ValueError(f"{text!r}: the frame interval after @ must be a whole number of at least 1")
         path = Path(folder)
         if not path.is_dir():
@@ -49,6 +49,13 @@ class EvaluationSet:
     def is_dataset(self) -> bool:
         return (self.path / training.LABELS_FILE).is_file()
 
+    def work(self, split: str | None) -> int:
+        """How many items evaluating this set scores: a dataset's crops twice (as cut, degraded), or
+        the videos of a folder."""
+        if self.is_dataset:
+            return 2 * training.count_rows(self.path, split)
+        return len(_videos(self.path))
+
 
 def evaluate_sets(
     sets: list[EvaluationSet],
@@ -57,17 +64,16 @@ def evaluate_sets(
     detector,
     classifier,
     split: str | None = "test",
-    progress: Callable[[str], None] | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> dict:
     """Every set's report, side by side: a dataset's ``split`` as cut and degraded, a video folder
-    analysed end to end at its frame interval."""
+    analysed end to end at its frame interval. ``progress`` is called with the items done since its
+    last call (see `EvaluationSet.work`)."""
     reports = []
     for chosen in sets:
-        if progress:
-            progress(f"evaluating {chosen.path}")
         if chosen.is_dataset:
             for low_quality in (False, True):
-                reports.append(evaluate_dataset(chosen.path, classifier, split, low_quality=low_quality))
+                reports.append(evaluate_dataset(chosen.path, classifier, split, progress, low_quality=low_quality))
         else:
             interval = chosen.frame_interval or settings.frame_interval
             reports.append(
@@ -76,9 +82,14 @@ def evaluate_sets(
                     dataclasses.replace(settings, frame_interval=interval),
                     detector=detector,
                     classifier=classifier,
+                    progress=progress,
                 )
             )
     return {"classifier": classifier.name, "sets": reports}
+
+
+def _videos(folder: Path) -> list[training.Source]:
+    return [source for source in training.find_sources(folder) if source.path.suffix.lower() in face.VIDEO_EXTENSIONS]
 
 
 def _set_name(dataset: Path, split: str | None, low_quality: bool) -> str:
@@ -149,9 +160,7 @@ def evaluate_videos(
     verdicts (video level) and every crop (crop level, each crop taking its video's label)."""
     import pipeline
 
-    sources = [
-        source for source in training.find_sources(folder) if source.path.suffix.lower() in face.VIDEO_EXTENSIONS
-    ]
+    sources = _videos(folder)
     videos, crop_labels, crop_scores, crop_predicted, failed = [], [], [], [], []
     for source in sources:
         try:
