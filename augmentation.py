@@ -36,8 +36,8 @@ def face_mask(shape: tuple[int, int], keypoints: np.ndarray, rng: np.random.Gene
     from them (eyebrows above the eyes, chin below the mouth), grown or shrunk at random, its edge
     blurred, scaled by a random blend weight.
 
-    Its size stays within the eye/nose/mouth crop that face.py cuts (the keypoints' box widened by
-    half its size on every side), so the blend boundary falls inside the crop the network sees.
+    It is sized to the eye/nose/mouth crop that face.py cuts (the keypoints' box widened by half its
+    size on every side), so the blend boundary mostly falls inside the crop the network sees.
     """
     height, width = shape
     keypoints = np.asarray(keypoints, dtype=np.float32)
