@@ -1,7 +1,8 @@
 """The REST API: submit a video, follow its analysis, fetch the result, delete everything of it.
 
 POST   /api/videos        multipart field `video` -> 202 {id, status_url, result_url}
-GET    /api/videos/<id>   -> {id, status, stage, progress, frames_done, frames_total, result?, error?}
+GET    /api/videos/<id>   -> {id, status, stage, progress, frames_done, frames_total, result?,
+                              error? (a sentence in the Accept-Language), error_code?}
 DELETE /api/videos/<id>   -> 204; the job, its upload, crops and result are gone
 
 Errors are JSON {error: message} (app.py's handlers).
@@ -12,6 +13,7 @@ from __future__ import annotations
 from flask import Blueprint, abort, jsonify, request, url_for
 
 import jobs
+import wording
 from intake import BadUploadError, accept_upload, services
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -59,7 +61,8 @@ def job_state(analysis_id: str) -> dict:
     if job.status == jobs.DONE:
         state["result"] = services().folders.result_dict(analysis_id)
     if job.status == jobs.FAILED:
-        state["error"] = job.error
+        state["error"] = wording.failure_message(job.failure)
+        state["error_code"] = job.failure.code
     return state
 
 

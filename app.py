@@ -35,6 +35,7 @@ import face
 import pipeline
 import training
 import web
+import wording
 from config import Settings
 from intake import services
 from services import Services
@@ -46,6 +47,8 @@ CONTENT_SECURITY_POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
     "form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
 )
+
+PRIVATE_PATHS = ("/results/", "/api/", "/mine")
 
 cli = Blueprint("cli", __name__, cli_group=None)
 
@@ -81,9 +84,11 @@ def create_app(test_config: dict | None = None) -> Flask:
     for code in (400, 404, 405, 413, 429, 500):
         app.register_error_handler(code, _error_page)
     app.context_processor(lambda: {"languages": web.LANGUAGES, "get_locale": get_locale})
-    app.jinja_env.filters["datetime_label"] = lambda moment: format_datetime(
-        datetime.fromtimestamp(moment, tz=UTC), "short"
+    app.jinja_env.filters["datetime_label"] = lambda moment: (
+        format_datetime(datetime.fromtimestamp(moment, tz=UTC), "short", rebase=False) + " UTC"
     )
+    app.jinja_env.filters["iso_time"] = lambda moment: datetime.fromtimestamp(moment, tz=UTC).isoformat()
+    app.jinja_env.filters["duration"] = wording.duration
     return app
 
 
@@ -96,7 +101,9 @@ def _locale() -> str:
 
 
 def _security_headers(response):
-    response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+    response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+    if request.path.startswith(PRIVATE_PATHS):  # faces and verdicts: never kept by a browser or a proxy
+        response.headers["Cache-Control"] = "no-store"
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["X-Frame-Options"] = "DENY"
     response.headers["Referrer-Policy"] = "same-origin"
@@ -165,7 +172,9 @@ def analyze_command(paths: tuple[str, ...], as_json: bool) -> None:
         else:
             probability = "-" if result.deepfake_probability is None else f"{result.deepfake_probability:.3f}"
             crops = f"{len(result.crops)} crop{'' if len(result.crops) == 1 else 's'}"
-            click.echo(f"{path}: {result.verdict} (deepfake probability {probability}, {crops})")
+            click.echo(
+                f"{path}: {result.verdict} (deepfake probability {probability}, {crops}, confidence {result.confidence})"
+            )
     if failed:
         raise SystemExit(1)
 

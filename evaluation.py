@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -292,3 +293,40 @@ def details(report: dict) -> str:
     for failure in report.get("failed", []):
         lines.append(f"  {failure['file']}: error: {failure['error']}")
     return "\n".join(lines)
+
+
+def published_figures(model_path: Path) -> dict | None:
+    """What the About page shows of the local model: the figures that `evaluate --json` and `train`
+    wrote beside it (evaluation.json, metrics.json), so the page cannot drift from the model card.
+    None when they are missing."""
+    folder = model_path.parent
+    try:
+        evaluation = json.loads((folder / "evaluation.json").read_text())
+        trained = json.loads((folder / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return None
+    rows = []
+    for report in evaluation.get("sets", []):
+        level = report.get("video_level") if report["kind"] == "videos" else report.get("crop_level")
+        if not level:
+            continue
+        rows.append(
+            {
+                "name": report["name"],
+                "unit": "videos" if report["kind"] == "videos" else "crops",
+                "degraded": bool(report.get("low_quality")),
+                "same_source": "dfdc" in report["path"].lower(),
+                "count": level["count"],
+                "roc_auc": level.get("roc_auc"),
+                "roc_auc_ci95": level.get("roc_auc_ci95"),
+                "accuracy": level.get("accuracy"),
+                "false_alarms": level.get("false_alarms"),
+                "ece": (level.get("calibration") or {}).get("ece"),
+            }
+        )
+    return {
+        "sets": rows,
+        "temperature": trained.get("temperature"),
+        "validation": trained.get("best") or {},
+        "train_faces": trained.get("train_faces"),
+    }

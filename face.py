@@ -16,8 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-# TensorFlow (under MTCNN) prints pages of start-up notes to stderr; keep warnings and errors only.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import tf_runtime
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +144,8 @@ class FaceDetector:
     """MTCNN with a lock (TensorFlow graphs are shared) and detection on a reduced copy."""
 
     def __init__(self, max_side: int = 640):
-        from mtcnn import MTCNN  # imported here: TensorFlow takes seconds to load
+        tf_runtime.load()  # here, not at the top: TensorFlow takes seconds to load
+        from mtcnn import MTCNN
 
         self._mtcnn = MTCNN(device="CPU:0")
         self._lock = threading.Lock()

@@ -5,6 +5,7 @@ name the server chooses, and queued for analysis. Shared by the upload form and 
 from __future__ import annotations
 
 import shutil
+import unicodedata
 from pathlib import Path
 
 from flask import current_app
@@ -12,7 +13,10 @@ from flask_babel import gettext as _
 from werkzeug.datastructures import FileStorage
 
 import face
+import wording
 from services import Services
+
+DISPLAY_NAME_MAX = 200
 
 
 class BadUploadError(ValueError):
@@ -51,18 +55,22 @@ def accept_upload(file: FileStorage | None) -> str:
             raise BadUploadError(
                 _(
                     "The video is %(length)s long; videos up to %(limit)s can be analysed. Cut it shorter and try again.",
-                    length=_minutes(info.duration_s),
-                    limit=_minutes(settings.max_video_seconds),
+                    length=wording.duration(info.duration_s),
+                    limit=wording.duration(settings.max_video_seconds),
                 )
             )
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
-    app_services.store.create(folder.name)
+    app_services.store.create(folder.name, file_name=display_name(file.filename), media=info.kind)
     app_services.runner.notify()  # the app's before_request hook has started the workers
     return folder.name
 
 
-def _minutes(seconds: float) -> str:
-    minutes, rest = divmod(round(seconds), 60)
-    return f"{minutes}:{rest:02d} min" if minutes else f"{rest} s"
+def display_name(filename: str) -> str:
+    """The uploaded file's name as it may be shown: no folders, no control or format characters
+    (a right-to-left override could disguise the extension), at most 200 characters."""
+    name = filename.replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(char for char in name if unicodedata.category(char) not in ("Cc", "Cf", "Cs", "Zl", "Zp"))
+    name = " ".join(name.split())[:DISPLAY_NAME_MAX].strip()
+    return name or "upload"

@@ -7,6 +7,7 @@ queue (Celery + Redis, say) without touching the analysis or the pages.
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 import threading
@@ -26,7 +27,13 @@ log = logging.getLogger(__name__)
 
 QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
 FINISHED = (DONE, FAILED)
-INTERRUPTED_ERROR = "The analysis stopped unexpectedly."
+# Why a job failed, as codes with parameters: each page says them in its own language (web.py), and
+# what only an operator should see (hosts, project ids, library errors) goes to the log.
+UPLOAD_MISSING = "upload_missing"
+UNREADABLE = "unreadable"
+TOO_LONG = "too_long"  # params: limit_s
+CLASSIFIER_FAILED = "classifier_failed"
+INTERRUPTED = "interrupted"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -38,14 +45,37 @@ CREATE TABLE IF NOT EXISTS jobs (
     error TEXT,
     created_at REAL NOT NULL,
     started_at REAL,
-    finished_at REAL
+    finished_at REAL,
+    file_name TEXT,
+    media TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (status, created_at);
 """
+ADDED_COLUMNS = {"file_name": "TEXT", "media": "TEXT"}  # to tables made before them
 
 
 class JobFailedError(Exception):
-    """An analysis that cannot succeed; the message is shown to the person who uploaded the video."""
+    """An analysis that cannot succeed: a code above and its parameters, shown to the person who
+    uploaded the video in their language."""
+
+    def __init__(self, code: str, **params: float | str):
+        super().__init__(code)
+        self.code = code
+        self.params = params
+
+
+@dataclass(frozen=True)
+class Failure:
+    code: str
+    params: dict
+
+    @classmethod
+    def parse(cls, stored: str) -> Failure:
+        try:
+            data = json.loads(stored)
+            return cls(str(data["code"]), dict(data.get("params") or {}))
+        except (ValueError, KeyError, TypeError):  # written before codes: say no more than that it failed
+            return cls(INTERRUPTED, {})
 
 
 @dataclass(frozen=True)
@@ -55,10 +85,16 @@ class Job:
     stage: str | None
     frames_done: int
     frames_total: int
-    error: str | None
+    error: str | None  # a Failure as JSON
     created_at: float
     started_at: float | None
     finished_at: float | None
+    file_name: str | None = None  # the name the file was uploaded under, for display only
+    media: str | None = None  # video or photo
+
+    @property
+    def failure(self) -> Failure | None:
+        return None if self.error is None else Failure.parse(self.error)
 
     @property
     def progress(self) -> float:
@@ -79,6 +115,10 @@ class JobStore:
         with self._connect() as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(SCHEMA)
+            present = {row["name"] for row in db.execute("PRAGMA table_info(jobs)")}
+            for column, kind in ADDED_COLUMNS.items():
+                if column not in present:
+                    db.execute(f"ALTER TABLE jobs ADD COLUMN {column} {kind}")
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -89,9 +129,12 @@ class JobStore:
         finally:
             db.close()
 
-    def create(self, job_id: str) -> Job:
+    def create(self, job_id: str, file_name: str | None = None, media: str | None = None) -> Job:
         with self._connect() as db:
-            db.execute("INSERT INTO jobs (id, status, created_at) VALUES (?, ?, ?)", (job_id, QUEUED, time.time()))
+            db.execute(
+                "INSERT INTO jobs (id, status, created_at, file_name, media) VALUES (?, ?, ?, ?, ?)",
+                (job_id, QUEUED, time.time(), file_name, media),
+            )
         return self.get(job_id)
 
     def get(self, job_id: str) -> Job | None:
@@ -117,8 +160,10 @@ class JobStore:
                 (stage, frames_done, frames_total, job_id),
             )
 
-    def finish(self, job_id: str, error: str | None = None) -> None:
-        """Record the end of a job: done, or failed with ``error``."""
+    def finish(self, job_id: str, error: str | None = None, **params: float | str) -> None:
+        """Record the end of a job: done, or failed with the code ``error`` and its parameters."""
+        if error is not None:
+            error = json.dumps({"code": error, "params": params})
         with self._connect() as db:
             db.execute(
                 "UPDATE jobs SET status = ?, error = ?, finished_at = ? WHERE id = ?",
@@ -241,12 +286,12 @@ class JobRunner:
         try:
             self.analyse(job_id, lambda stage, done, total: self.store.progress(job_id, stage, done, total))
         except JobFailedError as error:
-            log.warning("analysis %s failed: %s", job_id, error)
-            self.store.finish(job_id, str(error))
+            log.warning("analysis %s failed: %s %s (%s)", job_id, error.code, error.params, error.__cause__)
+            self.store.finish(job_id, error.code, **error.params)
             return
         except Exception:
             log.exception("analysis %s crashed", job_id)
-            self.store.finish(job_id, INTERRUPTED_ERROR)
+            self.store.finish(job_id, INTERRUPTED)
             return
         self.store.finish(job_id)
         log.info("analysis %s done", job_id)
@@ -280,20 +325,32 @@ class VideoAnalysis:
 
     def __call__(self, job_id: str, progress: Progress) -> None:
         path = self.folders.upload_path(job_id)
-        if path is None:
-            raise JobFailedError("The uploaded file is no longer here: upload it again.")
+        job = self.store.get(job_id)
+        if path is None or job is None:
+            raise JobFailedError(UPLOAD_MISSING)
+        tick = time.perf_counter()
         try:
+            detector, classifier = self.detector(), self.classifier()  # loaded by the first job only
+            warm_up = time.perf_counter() - tick
             result = pipeline.analyze(
                 path,
                 self.settings,
-                detector=self.detector(),
-                classifier=self.classifier(),
+                detector=detector,
+                classifier=classifier,
                 crops_dir=self.folders.crops_dir(job_id),
                 progress=progress,
                 max_seconds=self.settings.max_video_seconds,
             )
-        except (custom_vision.ClassifierError, face.UnreadableMediaError) as error:
-            raise JobFailedError(str(error)) from error
+        except pipeline.VideoTooLongError as error:
+            raise JobFailedError(TOO_LONG, limit_s=error.limit_s) from error
+        except face.UnreadableMediaError as error:
+            raise JobFailedError(UNREADABLE) from error
+        except custom_vision.ClassifierError as error:
+            raise JobFailedError(CLASSIFIER_FAILED) from error
+        result.file = job.file_name or result.file
+        result.analysed_at = round(time.time(), 3)
+        result.timings_s["warm_up"] = round(warm_up, 4)
+        result.timings_s["wait"] = round((job.started_at or job.created_at) - job.created_at, 4)
         if self.store.get(job_id) is None:  # deleted while it ran: leave nothing behind
             self.folders.delete(job_id)
             return

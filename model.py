@@ -6,14 +6,13 @@ to INPUT_SIZE here, so training and analysis see the same input.
 
 from __future__ import annotations
 
-import os
 import threading
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import tf_runtime
 
 INPUT_SIZE = 128
 
@@ -33,6 +32,7 @@ def build(
     average pooling.
     Input: uint8 RGB; output: P(DeepFake). Plain convolutions train about twice as fast on a 2-core
     CPU as separable ones of the same size."""
+    tf_runtime.load()
     import keras
     from keras import layers
 
@@ -65,6 +65,7 @@ class LocalModel:
     """A trained network loaded once; thread-safe prediction in batches."""
 
     def __init__(self, path: str | Path):
+        tf_runtime.load()
         import keras
 
         self.path = Path(path)

@@ -12,8 +12,10 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import confidence
 import custom_vision
 import face
+import people
 from config import Settings
 from custom_vision import Classifier, Prediction, TagStats
 
@@ -21,6 +23,14 @@ DETECT_BATCH = 8  # sampled frames per MTCNN call
 LOW_QUALITY_WARNING = "low-quality video: this verdict is less reliable"
 
 Progress = Callable[[str, int, int], None]  # stage, frames done, frames total (an estimate)
+
+
+class VideoTooLongError(face.UnreadableMediaError):
+    """The video's frames run past the most that is analysed, whatever its header said."""
+
+    def __init__(self, limit_s: float):
+        super().__init__(f"The video is longer than {limit_s:g} s, the most that is analysed.")
+        self.limit_s = limit_s
 
 
 @dataclass
@@ -33,6 +43,19 @@ class CropResult:
     probabilities: dict[str, float]
     image: str | None  # JPEG path relative to the analysis folder
     quality_flags: list[str] = field(default_factory=list)
+    person: int = 0  # which person of `Result.people` (1, 2, ...); 0 in results made before people
+
+
+@dataclass
+class PersonResult:
+    """One person (the faces people.py tracked across sampled frames) and the original's rule over
+    their crops alone."""
+
+    person: int
+    verdict: str
+    deepfake_probability: float
+    stats: dict[str, TagStats]
+    crops: list[int]  # indexes into `Result.crops`
 
 
 @dataclass
@@ -52,6 +75,16 @@ class Result:
     crops: list[CropResult]
     timings_s: dict[str, float]
     warnings: list[str] = field(default_factory=list)
+    confidence: str = confidence.LOW  # high or low (confidence.py)
+    confidence_reasons: list[str] = field(default_factory=list)  # confidence.py's reason codes
+    people: list[PersonResult] = field(default_factory=list)
+    analysed_at: float | None = None  # when the analysis ended (time.time()); set by the job runner
+
+    @property
+    def fake_crop_count(self) -> int:
+        """How many crops were labelled DeepFake (the sentence "7 of 10 face crops look fake")."""
+        stats = self.stats.get(custom_vision.DEEPFAKE)
+        return stats.count if stats else 0
 
 
 def analyze(
@@ -80,7 +113,7 @@ def analyze(
     report("decoding", 0, expected)
     for batch in _timed_batches(sampler, DETECT_BATCH, timings):
         if max_seconds is not None and batch[-1].time_s > max_seconds:
-            raise face.UnreadableMediaError(f"The video is longer than {max_seconds:g} s, the most that is analysed.")
+            raise VideoTooLongError(max_seconds)
         report("detecting faces", sampled, expected)
         tick = time.perf_counter()
         found = detector.detect_many([frame.image for frame in batch])
@@ -106,6 +139,12 @@ def analyze(
     crop_results = [
         _crop_result(crop, prediction, crops_dir) for crop, prediction in zip(crops, predictions, strict=True)
     ]
+    people_found = people_of(crop_results, predictions)
+    sure = confidence.assess(
+        verdict.deepfake_probability,
+        [prediction.label == custom_vision.DEEPFAKE for prediction in predictions],
+        None if verdict.label == custom_vision.NO_FACE else verdict.label == custom_vision.DEEPFAKE,
+    )
     timings["total"] = time.perf_counter() - started
     frames_total = sampler.frames_seen
     fps = info.fps
@@ -125,30 +164,50 @@ def analyze(
         crops=crop_results,
         timings_s={name: round(seconds, 4) for name, seconds in timings.items()},
         warnings=warnings_for(crops),
+        confidence=sure.level,
+        confidence_reasons=sure.reasons,
+        people=people_found,
     )
+
+
+def people_of(crops: list[CropResult], predictions: list[Prediction]) -> list[PersonResult]:
+    """Number each crop's person (in place) and apply the original's rule to each person's crops."""
+    numbers = people.assign_people([people.Sighting(crop.frame, crop.box) for crop in crops])
+    members: dict[int, list[int]] = {}
+    for index, (crop, number) in enumerate(zip(crops, numbers, strict=True)):
+        crop.person = number
+        members.setdefault(number, []).append(index)
+    found = []
+    for number, indexes in sorted(members.items()):
+        verdict = custom_vision.decide([predictions[index] for index in indexes])
+        found.append(
+            PersonResult(
+                person=number,
+                verdict=verdict.label,
+                deepfake_probability=round(verdict.deepfake_probability, 4),
+                stats={tag: _rounded(stats) for tag, stats in verdict.stats.items()},
+                crops=indexes,
+            )
+        )
+    return found
 
 
 @dataclass(frozen=True)
 class TimelinePoint:
+    crop: int  # index into `Result.crops`
     frame: int
     time_s: float
-    deepfake_probability: float  # mean over the frame's faces
+    deepfake_probability: float
 
 
-def timeline(result: Result) -> list[TimelinePoint]:
-    """P(DeepFake) of each sampled frame that had a face, in time order: where in the video the
-    suspicious parts are."""
-    by_frame: dict[int, list[CropResult]] = {}
-    for crop in result.crops:
-        by_frame.setdefault(crop.frame, []).append(crop)
-    return [
-        TimelinePoint(
-            frame,
-            crops[0].time_s,
-            round(sum(c.probabilities[custom_vision.DEEPFAKE] for c in crops) / len(crops), 4),
-        )
-        for frame, crops in sorted(by_frame.items())
-    ]
+def timeline(result: Result) -> dict[int, list[TimelinePoint]]:
+    """Per person (in their order), P(DeepFake) of each of their crops in time order: where in the
+    video, and on whom, the suspicious parts are."""
+    lines: dict[int, list[TimelinePoint]] = {}
+    for index, crop in enumerate(result.crops):
+        point = TimelinePoint(index, crop.frame, crop.time_s, crop.probabilities[custom_vision.DEEPFAKE])
+        lines.setdefault(crop.person, []).append(point)
+    return {person: sorted(points, key=lambda point: point.frame) for person, points in sorted(lines.items())}
 
 
 def warnings_for(crops: list[face.FaceCrop]) -> list[str]:
@@ -205,4 +264,8 @@ def result_from_dict(data: dict) -> Result:
     values = dict(data)
     values["stats"] = {tag: TagStats(**stats) for tag, stats in data["stats"].items()}
     values["crops"] = [CropResult(**crop) for crop in data["crops"]]
+    values["people"] = [
+        PersonResult(**{**person, "stats": {tag: TagStats(**stats) for tag, stats in person["stats"].items()}})
+        for person in data.get("people", [])
+    ]
     return Result(**values)

@@ -23,6 +23,7 @@ import custom_vision
 import face
 import metrics
 import model
+import tf_runtime
 
 log = logging.getLogger(__name__)
 
@@ -463,8 +464,8 @@ def train(
     calibrate it on `val` (see `metrics.fit_temperature`), and write ``out/<model_name>`` and
     ``out/metrics.json``. The test split is not touched."""
     import keras
-    import tensorflow as tf
 
+    tf = tf_runtime.load()
     say = progress or log.info
     keras.utils.set_random_seed(config.seed)
     started = time.perf_counter()

@@ -68,7 +68,12 @@ def test_a_failed_analysis_reports_the_error(app, client, media, mock_prediction
     job_id = submit(client, media["face_photo"]).get_json()["id"]
     wait_for_job(app, job_id)
     state = client.get(f"/api/videos/{job_id}").get_json()
-    assert state["status"] == "failed" and state["error"] == "Azure rejected the prediction key (HTTP 401)."
+    assert state["status"] == "failed" and state["error_code"] == "classifier_failed"
+    assert (
+        state["error"]
+        == "The face crops could not be judged: the classifier is not available right now. Try again later."
+    )
+    assert "401" not in state["error"] and "Azure" not in state["error"]  # the details are for the log
     assert "result" not in state
 
 
@@ -112,7 +117,7 @@ def test_too_large_is_a_json_413(make_app, media):
 def test_too_long_a_video_is_refused_with_its_length(make_app, media):
     response = submit(make_app(MAX_VIDEO_SECONDS=3).test_client(), media["face_video"])  # 4.8 s
     assert response.status_code == 400
-    assert "The video is 5 s long; videos up to 3 s can be analysed" in response.get_json()["error"]
+    assert "The video is 4.8 sec long; videos up to 3 sec can be analysed" in response.get_json()["error"]
 
 
 def test_uploads_are_rate_limited_per_client(make_app, media):

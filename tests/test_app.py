@@ -40,10 +40,11 @@ def test_upload_redirects_to_a_results_page_with_verdict_table_and_crops(app, cl
     location = upload_and_wait(app, client, media["face_video"])
     assert location.startswith("/results/")
     page = client.get(location).get_data(as_text=True)
-    assert '<h1 id="verdict" data-verdict="DeepFake">DeepFake</h1>' in page
+    assert '<h1 id="verdict" data-verdict="DeepFake" data-confidence="high">DeepFake</h1>' in page
+    assert "3 of 3 face crops look fake" in page and "face.mp4" in page
     assert "80.0%" in page  # the deepfake probability
     assert '<th scope="row">DeepFake</th>' in page and "<td>3</td>" in page  # three crops counted
-    assert page.count("<img ") == 3 and "Frame 50 (2.00 s)" in page
+    assert page.count("<img ") == 3 and "Frame 50 (2 sec)" in page
     assert "Azure Custom Vision" in page
     folder = analysis_folders(app)[0]
     result = json.loads((folder / "result.json").read_text())
@@ -122,15 +123,19 @@ def test_unknown_analyses_are_404(client, path):
     assert client.get(path).status_code == 404
 
 
-def test_azure_failing_shows_why_keeps_the_upload_and_can_analyse_again(app, client, media, mock_prediction_client):
+def test_azure_failing_says_so_plainly_keeps_the_upload_and_can_analyse_again(
+    app, client, media, mock_prediction_client, caplog
+):
     broken = AzureClassifier(mock_prediction_client, "p", "n")
     mock_prediction_client.classify_image_with_no_store.side_effect = ClassifierError(
-        "Azure rejected the prediction key (HTTP 401)."
+        "Azure rejected the prediction key (HTTP 401) at westeurope.api.cognitive.microsoft.com."
     )
     app.extensions["deepfake"].classifier = broken
     location = upload_and_wait(app, client, media["face_photo"])
     page = client.get(location).get_data(as_text=True)
-    assert "The analysis failed" in page and "Azure rejected the prediction key" in page
+    assert "The analysis failed" in page and "the classifier is not available right now" in page
+    assert "401" not in page and "microsoft.com" not in page  # the details are for the operator's log
+    assert "microsoft.com" in caplog.text
     assert "Analyse again" in page
     (folder,) = analysis_folders(app)
     assert (folder / "upload.jpg").exists()
@@ -147,7 +152,8 @@ def test_a_missing_local_model_is_a_plain_failure_not_made_up_scores(make_app, t
     client = app.test_client()
     location = upload_and_wait(app, client, media["face_photo"])
     page = client.get(location).get_data(as_text=True)
-    assert "The analysis failed" in page and "none.keras does not exist" in page
+    assert "The analysis failed" in page and "the classifier is not available right now" in page
+    assert "none.keras" not in page
 
 
 def test_cli_analyze_json_has_the_documented_fields(runner, app, media, mocked_azure):
@@ -175,7 +181,7 @@ def test_cli_reports_a_bad_file_runs_the_others_and_exits_non_zero(runner, media
     result = runner.invoke(args=["analyze", str(media["text_as_mp4"]), str(media["face_photo"])])
     assert result.exit_code != 0
     assert "notes.mp4: error: The file is not a video or photo that can be read" in result.output
-    assert "face.jpg: DeepFake (deepfake probability 0.800, 1 crop)" in result.output
+    assert "face.jpg: DeepFake (deepfake probability 0.800, 1 crop, confidence low)" in result.output
 
 
 def test_a_low_quality_video_is_flagged_next_to_the_verdict(app, client, tmp_path, mocked_azure):
@@ -221,11 +227,14 @@ def test_the_results_page_has_timeline_download_and_delete(app, client, media, m
     page = client.get(location).get_data(as_text=True)
     assert '<svg id="timeline"' in page
     assert page.count('<circle class="fake"') == 3  # one point per sampled frame with a face, all at 0.8
-    assert "frame 50, 2.00 s: 80.0% DeepFake" in page
+    assert "person 1, 2 sec: 80.0% DeepFake" in page and '<a href="#crop-1">' in page and 'id="crop-1"' in page
     with client.get(f"{location}/result.json") as download:
         assert download.status_code == 200 and "attachment" in download.headers["Content-Disposition"]
         assert download.get_json()["verdict"] == "DeepFake"
-    assert f'action="{location}/delete"' in page
+    assert f'href="{location}/delete"' in page  # asks first
+    confirm = client.get(f"{location}/delete").get_data(as_text=True)
+    assert "Delete this analysis?" in confirm and f'action="{location}/delete"' in confirm
+    assert client.get(location).status_code == 200  # asking deleted nothing
 
     response = client.post(f"{location}/delete")
     assert response.status_code == 302 and response.headers["Location"] == "/mine"

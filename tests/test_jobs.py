@@ -57,7 +57,7 @@ def test_a_job_goes_queued_running_done_with_progress_recorded(store):
 def test_a_failing_job_records_why_and_the_worker_goes_on(store):
     def analyse(job_id, progress):
         if job_id == "bad":
-            raise JobFailedError("Azure rejected the prediction key (HTTP 401).")
+            raise JobFailedError(jobs.TOO_LONG, limit_s=600)
         if job_id == "crash":
             raise RuntimeError("a bug")
 
@@ -66,8 +66,8 @@ def test_a_failing_job_records_why_and_the_worker_goes_on(store):
         time.sleep(0.002)  # queued in this order
     run_until_finished(store, JobRunner(store, analyse), "good")
     assert store.get("bad").status == jobs.FAILED
-    assert store.get("bad").error == "Azure rejected the prediction key (HTTP 401)."
-    assert store.get("crash").error == jobs.INTERRUPTED_ERROR
+    assert store.get("bad").failure == jobs.Failure(jobs.TOO_LONG, {"limit_s": 600})
+    assert store.get("crash").failure == jobs.Failure(jobs.INTERRUPTED, {})
     assert store.get("good").status == jobs.DONE
 
 
@@ -120,12 +120,12 @@ def test_a_restart_keeps_finished_jobs_as_they_were(store, tmp_path):
     store.finish("done")
     store.create("failed")
     store.claim_next()
-    store.finish("failed", "no luck")
+    store.finish("failed", jobs.UNREADABLE)
     restarted = JobStore(tmp_path / "jobs.sqlite3")
     runner = JobRunner(restarted, lambda job_id, progress: pytest.fail("nothing should run"))
     runner.start()
     runner.stop()
-    assert restarted.get("done").status == jobs.DONE and restarted.get("failed").error == "no luck"
+    assert restarted.get("done").status == jobs.DONE and restarted.get("failed").failure.code == jobs.UNREADABLE
 
 
 def test_a_restarted_app_finishes_an_interrupted_upload(make_app, tmp_path, media, mock_prediction_client):
@@ -211,5 +211,5 @@ def test_a_video_longer_than_its_header_says_is_stopped_at_the_limit(app, media,
     (folder / "upload.mp4").write_bytes(media["face_video"].read_bytes())  # 4.8 s
     services.store.create(folder.name)
     job = wait_for_job(app, folder.name)
-    assert job.status == jobs.FAILED and "longer than 2.5 s" in job.error
+    assert job.status == jobs.FAILED and job.failure == jobs.Failure(jobs.TOO_LONG, {"limit_s": 2.5})
     mock_prediction_client.classify_image_with_no_store.assert_not_called()

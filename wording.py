@@ -1,0 +1,86 @@
+"""What the server says in words, in the viewer's language: why a job failed, why a verdict is
+uncertain, the one-line summary, durations. Results and jobs store codes and numbers; the words are
+made here when a page, the report or the API shows them.
+"""
+
+from __future__ import annotations
+
+from babel.units import format_unit
+from flask_babel import get_locale, ngettext
+from flask_babel import gettext as _
+
+import confidence
+import jobs
+import pipeline
+
+
+def failure_message(failure: jobs.Failure | None) -> str:
+    """A plain sentence for a failed job; the details are in the server's log, not here."""
+    code = failure.code if failure else jobs.INTERRUPTED
+    params = failure.params if failure else {}
+    if code == jobs.UPLOAD_MISSING:
+        return _("The uploaded file is no longer here: upload it again.")
+    if code == jobs.UNREADABLE:
+        return _("The file could not be read as a video or photo. Send a video (mp4, mov, avi, mkv, webm) or a photo.")
+    if code == jobs.TOO_LONG:
+        return _(
+            "The video is longer than %(limit)s, the most that is analysed. Cut it shorter and try again.",
+            limit=duration(float(params.get("limit_s", 0))),
+        )
+    if code == jobs.CLASSIFIER_FAILED:
+        return _("The face crops could not be judged: the classifier is not available right now. Try again later.")
+    return _("The analysis stopped unexpectedly. Try again.")
+
+
+def confidence_reasons(result: pipeline.Result) -> list[str]:
+    """Why a verdict is uncertain, a sentence a reason."""
+    sentences = {
+        confidence.NEAR_HALF_REASON: _(
+            "The deepfake probability (%(percent)s%%) is close to one half.",
+            percent="%.1f" % (100 * (result.deepfake_probability or 0)),
+        ),
+        confidence.FEW_CROPS_REASON: ngettext(
+            "Only %(num)d face crop was judged.", "Only %(num)d face crops were judged.", len(result.crops)
+        ),
+        confidence.CROPS_DISAGREE_REASON: _("The face crops disagree: many of them point the other way."),
+    }
+    return [sentences.get(reason, reason) for reason in result.confidence_reasons]
+
+
+def crop_summary(fake: int, total: int) -> str:
+    """ "7 of 10 face crops look fake": counts only, so it cannot contradict the table."""
+    return ngettext(
+        "%(fake)d of %(num)d face crop looks fake", "%(fake)d of %(num)d face crops look fake", total, fake=fake
+    )
+
+
+def person_summary(person: pipeline.PersonResult) -> str:
+    fake = person.stats["DeepFake"].count if "DeepFake" in person.stats else 0
+    total = len(person.crops)
+    if person.verdict == "DeepFake":
+        return ngettext(
+            "Person %(person)d looks fake (%(fake)d of %(num)d crop)",
+            "Person %(person)d looks fake (%(fake)d of %(num)d crops)",
+            total,
+            person=person.person,
+            fake=fake,
+        )
+    return ngettext(
+        "Person %(person)d looks real (%(fake)d of %(num)d crop looks fake)",
+        "Person %(person)d looks real (%(fake)d of %(num)d crops look fake)",
+        total,
+        person=person.person,
+        fake=fake,
+    )
+
+
+def duration(seconds: float) -> str:
+    """A length of time in the viewer's language: "4.8 s" / "4.8초", "1 min 30 s" / "1분 30초"."""
+    locale = str(get_locale() or "en")
+    if seconds < 60:
+        return format_unit(round(seconds, 1), "duration-second", length="short", locale=locale)
+    minutes, rest = divmod(round(seconds), 60)
+    parts = [format_unit(minutes, "duration-minute", length="short", locale=locale)]
+    if rest:
+        parts.append(format_unit(rest, "duration-second", length="short", locale=locale))
+    return " ".join(parts)
