@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Error as PlaywrightError
 
-from .conftest import azure_with, face_frames, write_video
+from .conftest import azure_with, face_frames, wait_for_job, write_video
 
 CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = pytest.mark.skipif(
@@ -97,8 +97,60 @@ def test_upload_watch_progress_and_read_the_verdict(served, browser, tmp_path):
     page.click("text=My analyses")
     assert page.locator("#mine li").count() == 1
     page.click("#mine a")
-    page.click("form.delete button")
+    page.click("#delete-link")
+    assert page.locator("h1").inner_text() == "Delete this analysis?"  # asks first
+    page.click("#confirm-delete")
     assert "were deleted" in page.content() and page.locator("#mine").count() == 0
+
+
+def analysed(app, base: str, tmp_path, browser, **page_options):
+    """A page showing the results of a 200-frame interview clip (40 crops at one frame in five)."""
+    import io
+
+    client = app.test_client()
+    video = write_video(tmp_path / "interview.mp4", face_frames(200))
+    token_page = client.get("/").get_data(as_text=True)
+    token = token_page.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
+    response = client.post(
+        "/upload", data={"video": (io.BytesIO(video.read_bytes()), "interview.mp4"), "csrf_token": token}
+    )
+    location = response.headers["Location"]
+    wait_for_job(app, location.rsplit("/", 1)[-1], timeout=120)
+    page = browser.new_page(**page_options)
+    page.goto(base + location)
+    page.wait_for_load_state("networkidle")  # every crop fetched before the test goes on
+    return page, location
+
+
+def test_the_results_page_fits_a_phone(served, browser, tmp_path):
+    app, base = served
+    page, _ = analysed(app, base, tmp_path, browser, locale="ko-KR", viewport={"width": 390, "height": 844})
+    assert page.locator("#verdict").is_visible()
+    overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+    assert overflow <= 0, f"the page scrolls sideways by {overflow}px"
+    label_height = page.locator("#timeline text.axis").first.bounding_box()["height"]
+    assert label_height >= 9, f"timeline labels are {label_height:.1f}px tall"
+    table = page.locator("table.stats").bounding_box()
+    assert table["x"] >= 0 and table["x"] + table["width"] <= 390
+
+
+def test_the_report_opens_offline_with_every_crop(served, browser, tmp_path):
+    app, base = served
+    page, location = analysed(app, base, tmp_path, browser, locale="en-US", accept_downloads=True)
+    with page.expect_download() as download:
+        page.click("#report-link")
+    report = tmp_path / "report.html"
+    download.value.save_as(report)
+    app.extensions["deepfake"].folders.delete(location.rsplit("/", 1)[-1])  # swept: the report must not care
+
+    offline = browser.new_page()
+    requests = []
+    offline.on("request", lambda request: requests.append(request.url))
+    offline.goto(report.as_uri())
+    offline.wait_for_function("[...document.images].every(image => image.complete && image.naturalWidth > 0)")
+    assert offline.locator("#gallery img").count() == 40
+    assert offline.locator("#verdict").inner_text() == "DeepFake"
+    assert requests == [report.as_uri()], requests  # the file itself and nothing else
 
 
 def test_the_pages_switch_to_korean(served, browser):
