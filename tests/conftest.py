@@ -36,6 +36,9 @@ ANALYZE_JSON_KEYS = {
     "duration_s",
     "crops",
     "timings_s",
+    "confidence",
+    "confidence_reasons",
+    "people",
 }
 AZURE_ENV = (
     "VISION_PREDICTION_ENDPOINT",
