@@ -94,6 +94,7 @@ def test_upload_watch_progress_and_read_the_verdict(served, browser, tmp_path):
     assert screenshot[:8] == b"\x89PNG\r\n\x1a\n"
     assert problems == [], problems  # no script errors, no Content-Security-Policy refusals
 
+    page.wait_for_load_state("networkidle")  # leave no crop half-sent (the test server then warns)
     page.click("text=My analyses")
     assert page.locator("#mine li").count() == 1
     page.click("#mine a")
