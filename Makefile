@@ -16,7 +16,7 @@ $(VENV)/.installed: requirements.txt
 
 # One process (its analysis workers are threads, WORKERS of them); threads answer pages while videos are analysed.
 run: install
-	$(BIN)/gunicorn --bind 127.0.0.1:5000 --workers 1 --threads 8 --timeout 300 wsgi:app
+	$(BIN)/gunicorn --config gunicorn.conf.py wsgi:app
 
 # After changing a page's text: collect the strings, merge them into each language, compile.
 translations: install

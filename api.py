@@ -14,12 +14,13 @@ from flask import Blueprint, abort, jsonify, request, url_for
 
 import jobs
 import wording
-from intake import BadUploadError, accept_upload, services
+from intake import BadUploadError, accept_upload, services, upload_limit
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
 
 @bp.post("/videos")
+@upload_limit
 def submit():
     try:
         analysis_id = accept_upload(request.files.get("video"))
@@ -70,5 +71,6 @@ def delete_analysis(analysis_id: str) -> bool:
     """Delete the job and its folder; False when neither exists."""
     app_services = services()
     had_folder = app_services.folders.folder(analysis_id) is not None
+    cancelled = app_services.queue.cancel(analysis_id)  # a running analysis stops at its next batch
     app_services.folders.delete(analysis_id)
-    return app_services.store.delete(analysis_id) or had_folder
+    return cancelled or had_folder

@@ -8,6 +8,7 @@ Pages live in web.py, the REST API in api.py; both hand uploads to intake.py and
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -19,12 +20,9 @@ from pathlib import Path
 
 import click
 import numpy as np
-from dotenv import load_dotenv
 from flask import Blueprint, Flask, jsonify, render_template, request, session
 from flask_babel import Babel, format_datetime, get_locale
 from flask_babel import gettext as _
-from flask_limiter import Limiter
-from flask_limiter.util import get_remote_address
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.exceptions import HTTPException
 
@@ -37,7 +35,7 @@ import training
 import web
 import wording
 from config import Settings
-from intake import services
+from intake import limiter, services
 from services import Services
 
 log = logging.getLogger(__name__)
@@ -54,36 +52,32 @@ cli = Blueprint("cli", __name__, cli_group=None)
 
 
 def create_app(test_config: dict | None = None) -> Flask:
-    """Build the app: code defaults, then the environment and `.env`, then ``test_config``."""
-    load_dotenv()
+    """Build the app from the settings (code defaults, then the environment, then ``test_config``).
+
+    Settings live in one place, ``services().settings`` (the pages see it as ``settings``); app.config
+    holds only what Flask and its extensions read. `.env` is loaded by the entry points (the flask
+    command, wsgi.py, tasks.py), not here, so it never leaks into tests. Nothing starts here either:
+    the entry points start the job queue.
+    """
     app = Flask(__name__, instance_relative_config=True)
     settings = Settings.from_environment(test_config)
-    app.config.from_mapping(settings.as_mapping())
+    setting_keys = {field.name.upper() for field in dataclasses.fields(Settings)}
     app.config.from_mapping(MAX_CONTENT_LENGTH=settings.max_upload_mb * MB, BABEL_DEFAULT_LOCALE="en")
-    if test_config:
-        app.config.from_mapping(test_config)
+    app.config.from_mapping({key: value for key, value in (test_config or {}).items() if key not in setting_keys})
     app.config["SECRET_KEY"] = app.config.get("SECRET_KEY") or os.environ.get("SECRET_KEY") or _instance_secret(app)
-    upload_folder = Path(app.config["UPLOAD_FOLDER"])
-    if not upload_folder.is_absolute():
-        upload_folder = Path(app.root_path) / upload_folder
-    app.config["UPLOAD_FOLDER"] = str(upload_folder)
-    database = Path(settings.jobs_database or Path(app.instance_path) / "jobs.sqlite3")
-    app.extensions["deepfake"] = Services(settings, upload_folder, database)
+    app.extensions["deepfake"] = Services(settings)
 
     Babel(app, locale_selector=_locale)
     CSRFProtect(app).exempt(api.bp)  # the API takes no cookies, so there is no session to ride on
     app.register_blueprint(web.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(cli)
-    limiter = Limiter(get_remote_address, app=app, storage_uri="memory://", headers_enabled=True)
-    for endpoint in ("web.upload", "api.submit"):
-        app.view_functions[endpoint] = limiter.limit(lambda: settings.upload_rate_limit)(app.view_functions[endpoint])
-    app.before_request(lambda: None if services().runner.started else services().runner.start())
+    limiter.init_app(app)
     app.after_request(_security_headers)
     app.register_error_handler(CSRFError, _csrf_error)
     for code in (400, 404, 405, 413, 429, 500):
         app.register_error_handler(code, _error_page)
-    app.context_processor(lambda: {"languages": web.LANGUAGES, "get_locale": get_locale})
+    app.context_processor(lambda: {"languages": web.LANGUAGES, "get_locale": get_locale, "settings": settings})
     app.jinja_env.filters["datetime_label"] = lambda moment: (
         format_datetime(datetime.fromtimestamp(moment, tz=UTC), "short", rebase=False) + " UTC"
     )

@@ -46,10 +46,19 @@ class Settings:
     upload_folder: str = "uploads"
     upload_rate_limit: str = "10 per minute"
     # jobs and privacy
-    jobs_database: str = ""  # "": jobs.sqlite3 in the instance folder
-    workers: int = 0  # 0: one per two cores
+    job_backend: str = "local"  # local (threads in the app's process) | celery
+    database_url: str = ""  # "": sqlite:///instance/jobs.sqlite3; or postgresql://user:pass@host/db
+    celery_broker_url: str = "redis://127.0.0.1:6379/0"
+    workers: int = 0  # local backend: 0 = one per two cores
+    job_lease_s: float = 30.0  # a worker renews its claim this often x3; a claim not renewed for this long is free
+    job_max_attempts: int = 3  # a job whose worker died this many times fails instead of running again
+    job_timeout_s: float = 1800.0
     keep_uploads: bool = False
     result_retention_hours: float = 24.0
+    # bounded work per upload
+    max_pixels: int = 40_000_000  # a photo or video frame larger than this is refused before decoding
+    max_sampled_frames: int = 400  # a little over 600 s at 30 fps, one frame in 50
+    max_faces_per_frame: int = 8  # the largest ones
 
     @classmethod
     def from_mapping(cls, mapping: Mapping[str, object]) -> Settings:
@@ -75,6 +84,21 @@ class Settings:
         """LOCAL_MODEL, relative to the project folder unless absolute."""
         path = Path(self.local_model)
         return path if path.is_absolute() else PROJECT_ROOT / path
+
+    @property
+    def upload_path(self) -> Path:
+        """UPLOAD_FOLDER, relative to the project folder unless absolute."""
+        path = Path(self.upload_folder)
+        return path if path.is_absolute() else PROJECT_ROOT / path
+
+    @property
+    def database(self) -> str:
+        """DATABASE_URL; a relative SQLite path is taken from the project folder."""
+        url = self.database_url or "sqlite:///instance/jobs.sqlite3"
+        prefix = "sqlite:///"
+        if url.startswith(prefix) and not url.startswith(prefix + "/") and url != prefix + ":memory:":
+            url = prefix + str(PROJECT_ROOT / url[len(prefix) :])
+        return url
 
     @property
     def worker_count(self) -> int:
@@ -113,6 +137,13 @@ class Settings:
             raise ValueError("MAX_VIDEO_SECONDS must be above 0")
         if self.workers < 0:
             raise ValueError("WORKERS must not be negative")
+        if self.job_backend not in ("local", "celery"):
+            raise ValueError("JOB_BACKEND must be local or celery")
+        if not self.database.startswith(("sqlite:///", "postgresql://", "postgresql+psycopg://")):
+            raise ValueError("DATABASE_URL must start with sqlite:/// or postgresql://")
+        for name in ("job_lease_s", "job_timeout_s", "job_max_attempts", "max_pixels", "max_sampled_frames", "max_faces_per_frame"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name.upper()} must be above 0")
         if self.result_retention_hours <= 0:
             raise ValueError("RESULT_RETENTION_HOURS must be above 0")
         if self.deepfake_tag == self.real_tag:

@@ -15,8 +15,13 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import PIL.Image
 
 import tf_runtime
+
+# Pillow only reads photo headers here (sizes are checked against MAX_PIXELS before any decoding);
+# its own bomb check would refuse to tell the size of exactly the files that need telling.
+PIL.Image.MAX_IMAGE_PIXELS = None
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +40,15 @@ BLURRY = "blurry"
 
 class UnreadableMediaError(ValueError):
     """The file is neither a readable video nor a readable photo."""
+
+
+class TooManyPixelsError(UnreadableMediaError):
+    """The photo or the video's frames are larger than the limit: refused before decoding (a small
+    PNG can unpack to gigabytes)."""
+
+    def __init__(self, width: int, height: int, limit: int):
+        super().__init__(f"The image is {width} x {height} pixels; at most {limit / 1e6:g} million can be analysed.")
+        self.width, self.height, self.limit = width, height, limit
 
 
 @dataclass(frozen=True)
@@ -81,18 +95,24 @@ class FaceCrop:
     quality_flags: list[str] = field(default_factory=list)
 
 
-def probe(path: str | Path) -> MediaInfo:
+def probe(path: str | Path, max_pixels: int | None = None) -> MediaInfo:
     """Tell whether ``path`` holds a photo or a video, by its content, and describe it.
 
-    Raises UnreadableMediaError when it is neither (a text file renamed .mp4, a truncated file).
+    Raises UnreadableMediaError when it is neither (a text file renamed .mp4, a truncated file), and
+    TooManyPixelsError, before decoding anything, when a photo or a video frame has more than
+    ``max_pixels`` pixels.
     """
     path = str(path)
-    photo = _read_photo(path)
-    if photo is not None:
-        height, width = photo.shape[:2]
-        return MediaInfo("photo", fps=0.0, frame_count=1, width=width, height=height)
+    size = _photo_size(path)
+    if size is not None:
+        _check_pixels(*size, max_pixels)
+        photo = _read_photo(path)
+        if photo is not None:
+            height, width = photo.shape[:2]
+            return MediaInfo("photo", fps=0.0, frame_count=1, width=width, height=height)
     capture = _open_video(path)
     try:
+        _check_pixels(int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)), max_pixels)
         ok, frame = capture.read()
         if not ok or frame is None:
             raise UnreadableMediaError("The file is not a video or photo that can be read.")
@@ -111,21 +131,27 @@ class FrameSampler:
     ``frames_seen`` holds the number of frames the decoder really found (containers misreport it).
     """
 
-    def __init__(self, path: str | Path, interval: int):
+    def __init__(self, path: str | Path, interval: int, max_pixels: int | None = None):
         if interval < 1:
             raise ValueError("interval must be at least 1")
         self.path = str(path)
         self.interval = interval
+        self.max_pixels = max_pixels
         self.frames_seen = 0
 
     def __iter__(self) -> Iterator[Frame]:
-        photo = _read_photo(self.path)
-        if photo is not None:
-            self.frames_seen = 1
-            yield Frame(0, 0.0, photo)
-            return
+        size = _photo_size(self.path)
+        if size is not None:
+            _check_pixels(*size, self.max_pixels)
+            photo = _read_photo(self.path)
+            if photo is not None:
+                self.frames_seen = 1
+                yield Frame(0, 0.0, photo)
+                return
         capture = _open_video(self.path)
         try:
+            width, height = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+            _check_pixels(width, height, self.max_pixels)
             fps = _fps(capture)
             while capture.grab():
                 index = self.frames_seen
@@ -272,6 +298,21 @@ def read_image(path: str | Path) -> np.ndarray:
     if image is None:
         raise UnreadableMediaError(f"{path} is not a photo that can be read.")
     return image
+
+
+def _photo_size(path: str) -> tuple[int, int] | None:
+    """A photo's width and height from its header alone (Pillow reads no pixels to tell them);
+    None when the file is not a photo Pillow knows."""
+    try:
+        with PIL.Image.open(path) as image:
+            return image.size
+    except (OSError, ValueError):
+        return None
+
+
+def _check_pixels(width: int, height: int, max_pixels: int | None) -> None:
+    if max_pixels is not None and width * height > max_pixels:
+        raise TooManyPixelsError(width, height, max_pixels)
 
 
 def _read_photo(path: str) -> np.ndarray | None:

@@ -10,6 +10,8 @@ from pathlib import Path
 
 from flask import current_app
 from flask_babel import gettext as _
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
 from werkzeug.datastructures import FileStorage
 
 import face
@@ -25,6 +27,11 @@ class BadUploadError(ValueError):
 
 def services() -> Services:
     return current_app.extensions["deepfake"]
+
+
+# Uploads per client address (UPLOAD_RATE_LIMIT), declared on the upload views with `upload_limit`.
+limiter = Limiter(get_remote_address, storage_uri="memory://", headers_enabled=True)
+upload_limit = limiter.limit(lambda: services().settings.upload_rate_limit)
 
 
 def accept_upload(file: FileStorage | None) -> str:
@@ -43,7 +50,16 @@ def accept_upload(file: FileStorage | None) -> str:
         if path.stat().st_size == 0:
             raise BadUploadError(_("The file is empty."))
         try:
-            info = face.probe(path)
+            info = face.probe(path, settings.max_pixels)
+        except face.TooManyPixelsError as error:
+            raise BadUploadError(
+                _(
+                    "The picture is %(width)s x %(height)s pixels; at most %(limit)s million pixels can be analysed.",
+                    width=error.width,
+                    height=error.height,
+                    limit=round(error.limit / 1e6),
+                )
+            ) from error
         except face.UnreadableMediaError as error:
             raise BadUploadError(
                 _(
@@ -63,7 +79,7 @@ def accept_upload(file: FileStorage | None) -> str:
         shutil.rmtree(folder, ignore_errors=True)
         raise
     app_services.store.create(folder.name, file_name=display_name(file.filename), media=info.kind)
-    app_services.runner.notify()  # the app's before_request hook has started the workers
+    app_services.queue.submit(folder.name)
     return folder.name
 
 

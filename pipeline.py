@@ -25,6 +25,14 @@ LOW_QUALITY_WARNING = "low-quality video: this verdict is less reliable"
 Progress = Callable[[str, int, int], None]  # stage, frames done, frames total (an estimate)
 
 
+class TooManyFramesError(face.UnreadableMediaError):
+    """More sampled frames than MAX_SAMPLED_FRAMES (a very high frame rate, say)."""
+
+    def __init__(self, limit: int):
+        super().__init__(f"The video has more than {limit} frames to sample, the most that is analysed.")
+        self.limit = limit
+
+
 class VideoTooLongError(face.UnreadableMediaError):
     """The video's frames run past the most that is analysed, whatever its header said."""
 
@@ -102,11 +110,13 @@ def analyze(
     and custom_vision.ClassifierError when the classifier cannot answer."""
     started = time.perf_counter()
     path = Path(path)
-    info = face.probe(path)
+    info = face.probe(path, settings.max_pixels)
     report = progress or (lambda stage, done, total: None)
     expected = max(1, -(-info.frame_count // settings.frame_interval))
+    if expected > settings.max_sampled_frames:
+        raise TooManyFramesError(settings.max_sampled_frames)
 
-    sampler = face.FrameSampler(path, settings.frame_interval)
+    sampler = face.FrameSampler(path, settings.frame_interval, settings.max_pixels)
     crops: list[face.FaceCrop] = []
     timings = {"decode": 0.0, "detect": 0.0}
     sampled = 0
@@ -114,6 +124,8 @@ def analyze(
     for batch in _timed_batches(sampler, DETECT_BATCH, timings):
         if max_seconds is not None and batch[-1].time_s > max_seconds:
             raise VideoTooLongError(max_seconds)
+        if sampled + len(batch) > settings.max_sampled_frames:
+            raise TooManyFramesError(settings.max_sampled_frames)
         report("detecting faces", sampled, expected)
         tick = time.perf_counter()
         found = detector.detect_many([frame.image for frame in batch])
@@ -121,7 +133,7 @@ def analyze(
         for frame, faces in zip(batch, found, strict=True):
             crops += face.crop_faces(
                 frame.image,
-                faces,
+                largest([f for f in faces if f.confidence >= settings.min_face_confidence], settings.max_faces_per_frame),
                 min_confidence=settings.min_face_confidence,
                 margin=settings.crop_margin,
                 frame_index=frame.index,
@@ -136,6 +148,7 @@ def analyze(
     timings["classify"] = time.perf_counter() - tick
     verdict = custom_vision.decide(predictions)
 
+    report("saving", sampled, sampled)  # the last point where a deleted job stops before writing crops
     crop_results = [
         _crop_result(crop, prediction, crops_dir) for crop, prediction in zip(crops, predictions, strict=True)
     ]
@@ -168,6 +181,13 @@ def analyze(
         confidence_reasons=sure.reasons,
         people=people_found,
     )
+
+
+def largest(faces: list[face.Face], limit: int) -> list[face.Face]:
+    """At most ``limit`` faces, the largest (by box area) first; the rest are not judged."""
+    if len(faces) <= limit:
+        return faces
+    return sorted(faces, key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1]), reverse=True)[:limit]
 
 
 def people_of(crops: list[CropResult], predictions: list[Prediction]) -> list[PersonResult]:

@@ -27,7 +27,7 @@ import jobs
 import pipeline
 import wording
 from api import delete_analysis
-from intake import BadUploadError, accept_upload, services
+from intake import BadUploadError, accept_upload, services, upload_limit
 from storage import CROPS_DIR, RESULT_FILE
 
 bp = Blueprint("web", __name__)
@@ -42,10 +42,11 @@ REPORT_POLICY = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; b
 
 @bp.get("/")
 def index():
-    return render_template("index.html", max_upload_mb=services().settings.max_upload_mb)
+    return render_template("index.html")
 
 
 @bp.post("/upload")
+@upload_limit
 def upload():
     try:
         analysis_id = accept_upload(request.files.get("video"))
@@ -142,9 +143,8 @@ def result_json(analysis_id: str):
 
 @bp.post("/results/<analysis_id>/retry")
 def retry(analysis_id: str):
-    if services().folders.upload_path(analysis_id) is None or not services().store.requeue(analysis_id):
+    if services().folders.upload_path(analysis_id) is None or not services().queue.retry(analysis_id):
         abort(404)
-    services().runner.notify()
     return redirect(url_for("web.results", analysis_id=analysis_id))
 
 

@@ -27,6 +27,26 @@ def failure_message(failure: jobs.Failure | None) -> str:
             "The video is longer than %(limit)s, the most that is analysed. Cut it shorter and try again.",
             limit=duration(float(params.get("limit_s", 0))),
         )
+    if code == jobs.TOO_MANY_PIXELS:
+        return _(
+            "The picture is larger than %(limit)s million pixels, the most that is analysed.",
+            limit=params.get("limit_mp", 0),
+        )
+    if code == jobs.TOO_MANY_FRAMES:
+        return _(
+            "The video has more than %(limit)s frames to sample, the most that is analysed. Send a shorter clip.",
+            limit=params.get("limit", 0),
+        )
+    if code == jobs.TIMED_OUT:
+        return _(
+            "The analysis took longer than %(limit)s and was stopped. Try a shorter clip.",
+            limit=duration(float(params.get("limit_s", 0))),
+        )
+    if code == jobs.CRASHED:
+        return _(
+            "The analysis stopped the server %(attempts)s times and was given up. This file cannot be analysed here.",
+            attempts=params.get("attempts", 0),
+        )
     if code == jobs.CLASSIFIER_FAILED:
         return _("The face crops could not be judged: the classifier is not available right now. Try again later.")
     return _("The analysis stopped unexpectedly. Try again.")

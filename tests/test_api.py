@@ -36,7 +36,7 @@ def test_submit_follow_and_delete_a_video(app, client, media, mocked_azure):
     assert "error" not in state
 
     assert client.delete(f"/api/videos/{body['id']}").status_code == 204
-    assert not (Path(app.config["UPLOAD_FOLDER"]) / body["id"]).exists()
+    assert not (app.extensions["deepfake"].folders.root / body["id"]).exists()
     gone = client.get(f"/api/videos/{body['id']}")
     assert gone.status_code == 404 and "error" in gone.get_json()
     assert client.delete(f"/api/videos/{body['id']}").status_code == 404
@@ -45,7 +45,6 @@ def test_submit_follow_and_delete_a_video(app, client, media, mocked_azure):
 def test_a_queued_video_reports_its_state(make_app, media):
     app = make_app()
     client = app.test_client()
-    app.extensions["deepfake"].runner.start = lambda: None  # no worker: the job stays queued
     job_id = submit(client, media["face_photo"]).get_json()["id"]
     state = client.get(f"/api/videos/{job_id}").get_json()
     assert state == {
@@ -88,7 +87,7 @@ def test_a_failed_analysis_reports_the_error(app, client, media, mock_prediction
 def test_bad_files_get_a_json_400_and_nothing_is_kept(app, client, media, name, message):
     response = submit(client, media[name])
     assert response.status_code == 400 and message in response.get_json()["error"]
-    assert list(Path(app.config["UPLOAD_FOLDER"]).iterdir()) == []
+    assert list(app.extensions["deepfake"].folders.root.iterdir()) == []
 
 
 @pytest.mark.parametrize(

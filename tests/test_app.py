@@ -28,7 +28,7 @@ def upload_and_wait(app, client, path: Path, name: str | None = None) -> str:
 
 
 def analysis_folders(app) -> list[Path]:
-    return [p for p in Path(app.config["UPLOAD_FOLDER"]).iterdir() if p.is_dir()]
+    return [p for p in app.extensions["deepfake"].folders.root.iterdir() if p.is_dir()]
 
 
 def test_the_upload_page_has_the_form(client):
@@ -62,7 +62,7 @@ def test_a_photo_goes_through_the_same_path(app, client, media, mocked_azure):
 
 def test_results_survive_a_restart(app, make_app, client, media, mocked_azure):
     location = upload_and_wait(app, client, media["face_video"])
-    app.extensions["deepfake"].runner.stop()
+    app.extensions["deepfake"].queue.stop()
     page = make_app().test_client().get(location)
     assert page.status_code == 200 and 'data-verdict="DeepFake"' in page.get_data(as_text=True)
 
@@ -107,7 +107,7 @@ def test_the_client_file_name_is_never_a_path(app, client, media, mocked_azure):
     upload_and_wait(app, client, media["face_photo"], name="../../../etc/evil name.jpg")
     (folder,) = analysis_folders(app)
     assert sorted(p.name for p in folder.iterdir()) == ["crops", "result.json"]  # the upload is gone
-    assert not (Path(app.config["UPLOAD_FOLDER"]).parent / "etc").exists()
+    assert not (app.extensions["deepfake"].folders.root.parent / "etc").exists()
 
 
 @pytest.mark.parametrize(
@@ -188,7 +188,7 @@ def test_a_low_quality_video_is_flagged_next_to_the_verdict(app, client, tmp_pat
     blurred = [cv2.GaussianBlur(frame, (0, 0), 5) for frame in face_frames(60)]
     video = write_video(tmp_path / "blurry.mp4", blurred)
     location = upload_and_wait(app, client, video)
-    result = json.loads(next(Path(app.config["UPLOAD_FOLDER"]).glob("*/result.json")).read_text())
+    result = json.loads(next(app.extensions["deepfake"].folders.root.glob("*/result.json")).read_text())
     assert result["warnings"] == ["low-quality video: this verdict is less reliable"]
     assert all("blurry" in crop["quality_flags"] for crop in result["crops"])
     page = client.get(location).get_data(as_text=True)
@@ -197,26 +197,24 @@ def test_a_low_quality_video_is_flagged_next_to_the_verdict(app, client, tmp_pat
 
 def test_a_sharp_video_carries_no_quality_warning(app, client, media, mocked_azure):
     upload_and_wait(app, client, media["face_video"])
-    result = json.loads(next(Path(app.config["UPLOAD_FOLDER"]).glob("*/result.json")).read_text())
+    result = json.loads(next(app.extensions["deepfake"].folders.root.glob("*/result.json")).read_text())
     assert result["warnings"] == []
 
 
 def test_the_job_page_shows_progress_then_turns_into_the_result(make_app, media, mock_prediction_client):
     app = make_app()
     app.extensions["deepfake"].classifier = azure_with(mock_prediction_client)
-    app.extensions["deepfake"].runner.start = lambda: None  # hold the job in the queue
     client = app.test_client()
     location = upload(client, media["face_video"]).headers["Location"]
     job_id = location.rsplit("/", 1)[-1]
-    app.extensions["deepfake"].store.claim_next()
-    app.extensions["deepfake"].store.progress(job_id, "detecting faces", 1, 3)
+    app.extensions["deepfake"].store.claim("a test worker", 30)  # the queue is not started: nothing else runs it
+    app.extensions["deepfake"].store.progress(job_id, "a test worker", "detecting faces", 1, 3)
     page = client.get(location).get_data(as_text=True)
     assert '<progress id="progress" max="1" value="0.3333">' in page
     assert "Finding faces" in page and "1 / 3 frames" in page
     assert f'data-status-url="/api/videos/{job_id}"' in page and "/static/job.js" in page
 
-    del app.extensions["deepfake"].runner.start  # back to the real method
-    app.extensions["deepfake"].store.requeue_interrupted()
+    app.extensions["deepfake"].store.hand_back(job_id, "a test worker")
     wait_for_job(app, job_id)
     page = client.get(location).get_data(as_text=True)
     assert 'data-verdict="DeepFake"' in page and "<progress" not in page

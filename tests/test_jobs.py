@@ -1,30 +1,45 @@
-"""Jobs: state transitions, progress, restarts, the retention sweep and deletion."""
+"""Jobs: the store (on SQLite and on a real PostgreSQL), leases and attempts, the local queue's
+workers (wake-ups, stopping, cancelling), bounded work, the retention sweep and deletion."""
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import os
 import threading
 import time
 
 import pytest
+import sqlalchemy as sa
 
 import jobs
-from jobs import JobFailedError, JobRunner, JobStore
+from config import Settings
+from job_queue import LocalJobQueue
+from jobs import JobFailedError, JobStore
 from storage import AnalysisFolders
 
 from .conftest import azure_with, wait_for_job
 
-
-@pytest.fixture
-def store(tmp_path):
-    return JobStore(tmp_path / "jobs.sqlite3")
+ME, OTHER = "worker-me", "worker-other"
 
 
-def run_until_finished(store: JobStore, runner: JobRunner, job_id: str, timeout: float = 10.0) -> jobs.Job:
-    runner.start()
-    runner.notify()
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request, tmp_path):
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'jobs.sqlite3'}"
+    else:
+        url = request.getfixturevalue("postgres_database")
+    made = JobStore(url)
+    yield made
+    made.close()
+
+
+def settings(**values) -> Settings:
+    return Settings.from_mapping({"JOB_LEASE_S": 2, **values})
+
+
+def run_until_finished(store, queue, job_id: str, timeout: float = 15.0) -> jobs.Job:
+    queue.start()
+    queue.submit(job_id)
     deadline = time.monotonic() + timeout
     try:
         while time.monotonic() < deadline:
@@ -33,8 +48,12 @@ def run_until_finished(store: JobStore, runner: JobRunner, job_id: str, timeout:
                 return job
             time.sleep(0.01)
     finally:
-        runner.stop()
-    raise AssertionError(f"{job_id} did not finish")
+        queue.stop()
+    raise AssertionError(f"{job_id} did not finish: {store.get(job_id)}")
+
+
+def test_the_schema_carries_its_version(store):
+    assert store.schema_version == jobs.SCHEMA_VERSION
 
 
 def test_a_job_goes_queued_running_done_with_progress_recorded(store):
@@ -46,12 +65,13 @@ def test_a_job_goes_queued_running_done_with_progress_recorded(store):
         job = store.get(job_id)
         seen.append((job.stage, job.frames_done, job.frames_total, job.progress))
 
-    store.create("job-a")
+    store.create("job-a", file_name="a.mp4", media="video")
     assert store.get("job-a").status == jobs.QUEUED and store.get("job-a").progress == 0.0
-    job = run_until_finished(store, JobRunner(store, analyse), "job-a")
+    job = run_until_finished(store, LocalJobQueue(store, analyse, settings()), "job-a")
     assert seen == [jobs.RUNNING, ("detecting faces", 3, 8, 0.375)]
-    assert job.status == jobs.DONE and job.progress == 1.0 and job.error is None
-    assert job.created_at <= job.started_at <= job.finished_at
+    assert job.status == jobs.DONE and job.progress == 1.0 and job.error is None and job.attempts == 1
+    assert job.created_at <= job.started_at <= job.finished_at and job.lease_owner is None
+    assert (job.file_name, job.media) == ("a.mp4", "video")
 
 
 def test_a_failing_job_records_why_and_the_worker_goes_on(store):
@@ -64,81 +84,157 @@ def test_a_failing_job_records_why_and_the_worker_goes_on(store):
     for job_id in ("bad", "crash", "good"):
         store.create(job_id)
         time.sleep(0.002)  # queued in this order
-    run_until_finished(store, JobRunner(store, analyse), "good")
-    assert store.get("bad").status == jobs.FAILED
+    run_until_finished(store, LocalJobQueue(store, analyse, settings()), "good")
     assert store.get("bad").failure == jobs.Failure(jobs.TOO_LONG, {"limit_s": 600})
     assert store.get("crash").failure == jobs.Failure(jobs.INTERRUPTED, {})
     assert store.get("good").status == jobs.DONE
 
 
-def test_a_failed_job_can_be_queued_again_and_a_done_one_cannot(store):
+def test_a_lease_keeps_others_off_until_it_runs_out(store):
     store.create("a")
-    store.claim_next()
-    store.finish("a", "broken")
-    assert store.requeue("a") and store.get("a").status == jobs.QUEUED and store.get("a").error is None
-    store.claim_next()
-    store.finish("a")
-    assert not store.requeue("a")
+    assert store.claim(ME, lease_s=0.5).id == "a"
+    assert store.claim(OTHER, lease_s=30) is None  # a live lease
+    assert store.claim(OTHER, lease_s=30, job_id="a") is None
+    assert store.renew("a", ME, 0.5) and not store.renew("a", OTHER, 30)
+    time.sleep(0.6)  # ME died without renewing
+    taken = store.claim(OTHER, lease_s=30)
+    assert taken.id == "a" and taken.lease_owner == OTHER and taken.attempts == 2
+    assert not store.progress("a", ME, "decoding", 1, 2)  # the dead worker's writes are refused
+    assert not store.finish("a", ME)
+    assert store.finish("a", OTHER) and store.get("a").status == jobs.DONE
+    assert not store.finish("a", OTHER)  # done exactly once
+    assert store.claim(ME, lease_s=30, job_id="a") is None  # a redelivered task finds it done
 
 
-def test_each_job_is_claimed_once_however_many_workers(store):
-    claimed = []
-    lock = threading.Lock()
+def test_a_job_whose_worker_keeps_dying_fails_instead_of_looping(tmp_path):
+    store = JobStore(f"sqlite:///{tmp_path / 'jobs.sqlite3'}", max_attempts=3)
+    store.create("poison")
+    for attempt in range(3):
+        assert store.claim(f"worker-{attempt}", lease_s=0.05).attempts == attempt + 1
+        time.sleep(0.1)  # the worker died with it
+    assert store.claim("worker-3", lease_s=30) is None
+    job = store.get("poison")
+    assert job.status == jobs.FAILED and job.failure == jobs.Failure(jobs.CRASHED, {"attempts": 3})
 
-    def analyse(job_id, progress):
-        with lock:
-            claimed.append(job_id)
-        time.sleep(0.01)
 
-    ids = [f"job-{n}" for n in range(12)]
+def test_each_job_is_claimed_once_however_many_claimants(store):
+    ids = [f"job-{n}" for n in range(20)]
     for job_id in ids:
         store.create(job_id)
-    runner = JobRunner(store, analyse, workers=4)
-    runner.start()
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and any(store.get(i).status != jobs.DONE for i in ids):
-        time.sleep(0.01)
-    runner.stop()
+    claimed, lock = [], threading.Lock()
+
+    def claimant(name):
+        while (job := store.claim(name, lease_s=30)) is not None:
+            with lock:
+                claimed.append(job.id)
+
+    threads = [threading.Thread(target=claimant, args=(f"w{n}",)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
     assert sorted(claimed) == sorted(ids)
 
 
-def test_a_restart_runs_the_job_that_was_running_again(store, tmp_path):
-    store.create("interrupted")
-    store.claim_next()  # the process died here, mid-analysis
-    store.progress("interrupted", "detecting faces", 2, 5)
-    store.create("waiting")
-    restarted = JobStore(tmp_path / "jobs.sqlite3")
+def test_a_restarted_process_leaves_a_live_job_alone_and_takes_over_a_dead_one(store, tmp_path):
+    store.create("live")
+    store.create("dead")
+    store.claim(OTHER, lease_s=60, job_id="live")  # another process is running it
+    store.claim("crashed-worker", lease_s=0.2, job_id="dead")
+    time.sleep(0.3)
     ran = []
-    run_until_finished(restarted, JobRunner(restarted, lambda job_id, progress: ran.append(job_id)), "waiting")
-    assert sorted(ran) == ["interrupted", "waiting"]
-    assert restarted.get("interrupted").status == jobs.DONE
+    queue = LocalJobQueue(store, lambda job_id, progress: ran.append(job_id), settings())
+    run_until_finished(store, queue, "dead")
+    assert ran == ["dead"] and store.get("live").status == jobs.RUNNING  # not run twice
 
 
-def test_a_restart_keeps_finished_jobs_as_they_were(store, tmp_path):
-    store.create("done")
-    store.claim_next()
-    store.finish("done")
-    store.create("failed")
-    store.claim_next()
-    store.finish("failed", jobs.UNREADABLE)
-    restarted = JobStore(tmp_path / "jobs.sqlite3")
-    runner = JobRunner(restarted, lambda job_id, progress: pytest.fail("nothing should run"))
-    runner.start()
-    runner.stop()
-    assert restarted.get("done").status == jobs.DONE and restarted.get("failed").failure.code == jobs.UNREADABLE
+def test_a_job_queued_just_before_a_worker_waits_is_not_left_waiting(store):
+    done = []
+    queue = LocalJobQueue(store, lambda job_id, progress: done.append(job_id), settings(JOB_LEASE_S=120))
+    queue.start()
+    try:
+        time.sleep(0.2)  # the worker found nothing and waits (up to a minute, with this lease)
+        for n in range(5):
+            store.create(f"j{n}")
+            queue.submit(f"j{n}")
+            deadline = time.monotonic() + 5
+            while f"j{n}" not in done and time.monotonic() < deadline:
+                time.sleep(0.005)
+        assert done == [f"j{n}" for n in range(5)]
+    finally:
+        queue.stop()
 
 
-def test_a_restarted_app_finishes_an_interrupted_upload(make_app, tmp_path, media, mock_prediction_client):
-    first = make_app()
+def test_stopping_hands_the_running_job_back_at_once(store):
+    started = threading.Event()
+
+    def analyse(job_id, progress):
+        started.set()
+        while True:  # a long analysis, reporting between batches
+            progress("detecting faces", 1, 100)
+            time.sleep(0.02)
+
+    store.create("long")
+    queue = LocalJobQueue(store, analyse, settings())
+    queue.start()
+    assert started.wait(5)
+    tick = time.monotonic()
+    queue.stop()
+    assert time.monotonic() - tick < 2
+    job = store.get("long")
+    assert job.status == jobs.QUEUED and job.lease_owner is None and job.attempts == 0
+
+
+def test_a_job_past_its_time_limit_fails_and_says_so(store):
+    def analyse(job_id, progress):
+        while True:
+            progress("detecting faces", 1, 100)
+            time.sleep(0.05)
+
+    store.create("slow")
+    job = run_until_finished(store, LocalJobQueue(store, analyse, settings(JOB_TIMEOUT_S=0.3)), "slow")
+    assert job.failure == jobs.Failure(jobs.TIMED_OUT, {"limit_s": 0.3})
+
+
+def test_a_failed_job_can_be_queued_again_and_a_done_one_cannot(store):
+    store.create("a")
+    store.claim(ME, 30)
+    store.finish("a", ME, jobs.UNREADABLE)
+    assert store.requeue("a") and store.get("a").status == jobs.QUEUED and store.get("a").error is None
+    store.claim(ME, 30)
+    store.finish("a", ME)
+    assert not store.requeue("a")
+
+
+def test_a_database_from_before_leases_is_upgraded(tmp_path):
+    path = tmp_path / "old.sqlite3"
+    engine = sa.create_engine(f"sqlite:///{path}")
+    with engine.begin() as db:
+        db.execute(
+            sa.text(
+                "CREATE TABLE jobs (id TEXT PRIMARY KEY, status TEXT NOT NULL, stage TEXT, "
+                "frames_done INTEGER NOT NULL DEFAULT 0, frames_total INTEGER NOT NULL DEFAULT 0, error TEXT, "
+                "created_at REAL NOT NULL, started_at REAL, finished_at REAL)"
+            )
+        )
+        db.execute(sa.text("INSERT INTO jobs (id, status, created_at) VALUES ('old', 'queued', 1.0)"))
+    engine.dispose()
+    store = JobStore(f"sqlite:///{path}")
+    assert store.schema_version == jobs.SCHEMA_VERSION
+    assert store.claim(ME, 30).id == "old" and store.get("old").attempts == 1
+
+
+def test_a_restarted_app_finishes_an_interrupted_upload(make_app, media, mock_prediction_client):
+    first = make_app(JOB_LEASE_S=0.5)
     folder = first.extensions["deepfake"].folders.create()
     (folder / "upload.mp4").write_bytes(media["face_video"].read_bytes())
     first.extensions["deepfake"].store.create(folder.name)
-    first.extensions["deepfake"].store.claim_next()  # running when the server was killed
+    first.extensions["deepfake"].store.claim("killed-server", 0.5)  # running when the server was killed
 
-    second = make_app()
+    second = make_app(JOB_LEASE_S=0.5)
     second.extensions["deepfake"].classifier = azure_with(mock_prediction_client)
     job = wait_for_job(second, folder.name)
-    assert job.status == jobs.DONE
+    assert job.status == jobs.DONE and job.attempts == 2
     assert second.extensions["deepfake"].folders.result(folder.name).verdict == "DeepFake"
     assert not (folder / "upload.mp4").exists()
 
@@ -150,12 +246,12 @@ def test_the_sweep_deletes_analyses_past_retention_and_keeps_the_rest(store, tmp
     for folder in (old, recent, running):
         store.create(folder.name)
     for folder in (old, recent):
-        store.claim_next()
-        store.finish(folder.name)
-    store.claim_next()
+        store.claim(ME, 30, job_id=folder.name)
+        store.finish(folder.name, ME)
+    store.claim(ME, 30, job_id=running.name)
     day_ago = time.time() - 25 * 3600
-    with store._connect() as db:
-        db.execute("UPDATE jobs SET finished_at = ? WHERE id = ?", (day_ago, old.name))
+    with store.engine.begin() as db:
+        db.execute(jobs.jobs_table.update().where(jobs.jobs_table.c.id == old.name).values(finished_at=day_ago))
     os.utime(orphan, (day_ago, day_ago))
 
     assert jobs.sweep_expired(store, folders, retention_hours=24) == 2
@@ -170,9 +266,9 @@ def test_the_sweep_runs_on_its_own(make_app):
     services = app.extensions["deepfake"]
     folder = services.folders.create()
     services.store.create(folder.name)
-    services.store.claim_next()
-    services.store.finish(folder.name)
-    services.runner.start()
+    services.store.claim(ME, 30)
+    services.store.finish(folder.name, ME)
+    services.queue.start()
     deadline = time.monotonic() + 10
     # The sweep deletes the folder, then the job: wait for both.
     while (folder.exists() or services.store.get(folder.name)) and time.monotonic() < deadline:
@@ -180,32 +276,39 @@ def test_the_sweep_runs_on_its_own(make_app):
     assert not folder.exists() and services.store.get(folder.name) is None
 
 
-def test_deleting_a_job_while_it_runs_leaves_nothing_behind(app, client, media, mock_prediction_client):
-    started, release = threading.Event(), threading.Event()
-
-    def slow(*args, **kwargs):
-        started.set()
-        release.wait(10)
-        return mock_prediction_client.classify_image_with_no_store.return_value
-
-    mock_prediction_client.classify_image_with_no_store.side_effect = slow
-    app.extensions["deepfake"].classifier = azure_with(mock_prediction_client)
-    response = client.post("/api/videos", data={"video": (io.BytesIO(media["face_photo"].read_bytes()), "a.jpg")})
-    job_id = response.get_json()["id"]
-    assert started.wait(30)
-    assert client.delete(f"/api/videos/{job_id}").status_code == 204
-    release.set()
-    app.extensions["deepfake"].runner.stop()  # returns once the worker is through with the job
-    folder = app.extensions["deepfake"].folders.root / job_id
-    assert not folder.exists()
-    assert client.get(f"/api/videos/{job_id}").status_code == 404
-
-
-def test_a_video_longer_than_its_header_says_is_stopped_at_the_limit(app, media, mock_prediction_client):
-    """The upload check trusts the container's frame count; the analysis checks the real frames."""
+def test_deleting_a_running_job_stops_it_and_leaves_nothing_behind(make_app, media, mock_prediction_client):
+    """The worker stops at its next batch, writes no crops for the deleted analysis, and takes the
+    next job (the queue is not blocked)."""
+    app = make_app(FRAME_INTERVAL=5, WORKERS=1)
+    client = app.test_client()
     services = app.extensions["deepfake"]
-    services.settings = dataclasses.replace(services.settings, max_video_seconds=2.5)
-    services.runner.analyse.settings = services.settings
+    in_batch, release = threading.Event(), threading.Event()
+    detect_many = services.detector.detect_many
+
+    def slow_detect(images):
+        in_batch.set()
+        release.wait(10)
+        return detect_many(images)
+
+    services.detector.detect_many = slow_detect
+    services.classifier = azure_with(mock_prediction_client)
+    video = media["face_video"].read_bytes()
+    first = client.post("/api/videos", data={"video": (io.BytesIO(video), "a.mp4")}).get_json()["id"]
+    services.queue.start()
+    assert in_batch.wait(30)
+    assert client.delete(f"/api/videos/{first}").status_code == 204
+    release.set()
+    second = client.post("/api/videos", data={"video": (io.BytesIO(video), "b.mp4")}).get_json()["id"]
+    assert wait_for_job(app, second).status == jobs.DONE
+    assert not (services.folders.root / first).exists()
+    mock_prediction_client.classify_image_with_no_store.reset_mock()
+    assert client.get(f"/api/videos/{first}").status_code == 404
+
+
+def test_a_video_longer_than_its_header_says_is_stopped_at_the_limit(make_app, media, mock_prediction_client):
+    """The upload check trusts the container's frame count; the analysis checks the real frames."""
+    app = make_app(MAX_VIDEO_SECONDS=2.5)
+    services = app.extensions["deepfake"]
     services.classifier = azure_with(mock_prediction_client)
     folder = services.folders.create()
     (folder / "upload.mp4").write_bytes(media["face_video"].read_bytes())  # 4.8 s
@@ -213,3 +316,16 @@ def test_a_video_longer_than_its_header_says_is_stopped_at_the_limit(app, media,
     job = wait_for_job(app, folder.name)
     assert job.status == jobs.FAILED and job.failure == jobs.Failure(jobs.TOO_LONG, {"limit_s": 2.5})
     mock_prediction_client.classify_image_with_no_store.assert_not_called()
+    assert not (folder / "crops").exists()
+
+
+def test_too_many_sampled_frames_fail_before_any_work(make_app, media, mock_prediction_client):
+    app = make_app(MAX_SAMPLED_FRAMES=2)  # the 120-frame clip has 3 at one in 50
+    services = app.extensions["deepfake"]
+    services.classifier = azure_with(mock_prediction_client)
+    folder = services.folders.create()
+    (folder / "upload.mp4").write_bytes(media["face_video"].read_bytes())
+    services.store.create(folder.name)
+    job = wait_for_job(app, folder.name)
+    assert job.failure == jobs.Failure(jobs.TOO_MANY_FRAMES, {"limit": 2})
+    assert "more than 2 frames" in app.test_client().get(f"/results/{folder.name}").get_data(as_text=True)
