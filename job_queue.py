@@ -22,6 +22,32 @@ from config import Settings
 
 log = logging.getLogger(__name__)
 
+ANALYSE_TASK = "deepfake.analyse"  # tasks.analyse
+
+
+def make_celery(settings: Settings):
+    """The Celery app, as the web side (sending) and the workers (tasks.py, running) both see it.
+
+    Tasks are acknowledged late and rejected when their worker process dies, one fetched at a time,
+    so a killed worker's job is delivered again; whether a delivered task runs is the job table's
+    lease's call (jobs.JobStore.claim), so a redelivered task whose job is done does nothing."""
+    from celery import Celery
+
+    app = Celery("deepfake", broker=settings.celery_broker_url)
+    app.conf.update(
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_serializer="json",
+        accept_content=["json"],
+        task_ignore_result=True,
+        broker_connection_retry_on_startup=True,
+        # A task not acknowledged within this long is delivered again; the lease makes that harmless.
+        broker_transport_options={"visibility_timeout": int(settings.job_timeout_s + 2 * settings.job_lease_s)},
+        worker_hijack_root_logger=False,
+    )
+    return app
+
 
 class JobQueue(Protocol):
     def submit(self, job_id: str) -> None:
@@ -171,15 +197,18 @@ class CeleryJobQueue:
         self._rescue = _Periodic("job-rescue", self.rescue, settings.job_lease_s)
         self._sweep = _Periodic("retention-sweep", sweep, sweep_interval_s) if sweep else None
         self._started = False
+        self._celery = None
+        self._celery_lock = threading.Lock()
 
     @property
     def started(self) -> bool:
         return self._started
 
     def _send(self, job_id: str) -> None:
-        import tasks
-
-        tasks.analyse.apply_async(args=[job_id])
+        with self._celery_lock:
+            if self._celery is None:
+                self._celery = make_celery(self.settings)
+        self._celery.send_task(ANALYSE_TASK, args=[job_id])
 
     def submit(self, job_id: str) -> None:
         self._send(job_id)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 import uuid
 from collections import deque
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ class FakeCustomVision:
         self.project_id = "00000000-0000-0000-0000-000000000000"
         self.published_name = "Iteration1"
         self.deepfake_probability = deepfake_probability
+        self.delay_s = 0.0  # how long each prediction takes to answer
         self.failures: deque[tuple[int, dict[str, str]]] = deque()  # answered before any success
         self.requests: list[Recorded] = []
         self.training_key = "training-key"
@@ -111,6 +113,7 @@ class FakeCustomVision:
                 if failure:
                     status, headers = failure
                     return self._json(status, {"code": str(status), "message": "injected failure"}, headers)
+                time.sleep(fake.delay_s)
                 p = fake.deepfake_probability
                 return self._json(
                     200,
