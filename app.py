@@ -25,6 +25,7 @@ from flask_babel import Babel, format_datetime, get_locale
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 import api
 import custom_vision
@@ -66,6 +67,9 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.config.from_mapping({key: value for key, value in (test_config or {}).items() if key not in setting_keys})
     app.config["SECRET_KEY"] = app.config.get("SECRET_KEY") or os.environ.get("SECRET_KEY") or _instance_secret(app)
     app.extensions["deepfake"] = Services(settings)
+    if settings.proxy_hops:  # the client's address and scheme as the trusted proxies saw them
+        hops = settings.proxy_hops
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
 
     Babel(app, locale_selector=_locale)
     CSRFProtect(app).exempt(api.bp)  # the API takes no cookies, so there is no session to ride on

@@ -45,6 +45,7 @@ class Settings:
     max_video_seconds: float = 600.0
     upload_folder: str = "uploads"
     upload_rate_limit: str = "10 per minute"
+    proxy_hops: int = 0  # reverse proxies in front that set X-Forwarded-For / -Proto / -Host (trusted)
     # jobs and privacy
     job_backend: str = "local"  # local (threads in the app's process) | celery
     database_url: str = ""  # "": sqlite:///instance/jobs.sqlite3; or postgresql://user:pass@host/db
@@ -137,11 +138,20 @@ class Settings:
             raise ValueError("MAX_VIDEO_SECONDS must be above 0")
         if self.workers < 0:
             raise ValueError("WORKERS must not be negative")
+        if self.proxy_hops < 0:
+            raise ValueError("PROXY_HOPS must not be negative")
         if self.job_backend not in ("local", "celery"):
             raise ValueError("JOB_BACKEND must be local or celery")
         if not self.database.startswith(("sqlite:///", "postgresql://", "postgresql+psycopg://")):
             raise ValueError("DATABASE_URL must start with sqlite:/// or postgresql://")
-        for name in ("job_lease_s", "job_timeout_s", "job_max_attempts", "max_pixels", "max_sampled_frames", "max_faces_per_frame"):
+        for name in (
+            "job_lease_s",
+            "job_timeout_s",
+            "job_max_attempts",
+            "max_pixels",
+            "max_sampled_frames",
+            "max_faces_per_frame",
+        ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name.upper()} must be above 0")
         if self.result_retention_hours <= 0:

@@ -112,7 +112,9 @@ def probe(path: str | Path, max_pixels: int | None = None) -> MediaInfo:
             return MediaInfo("photo", fps=0.0, frame_count=1, width=width, height=height)
     capture = _open_video(path)
     try:
-        _check_pixels(int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)), max_pixels)
+        _check_pixels(
+            int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)), max_pixels
+        )
         ok, frame = capture.read()
         if not ok or frame is None:
             raise UnreadableMediaError("The file is not a video or photo that can be read.")

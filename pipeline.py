@@ -133,7 +133,9 @@ def analyze(
         for frame, faces in zip(batch, found, strict=True):
             crops += face.crop_faces(
                 frame.image,
-                largest([f for f in faces if f.confidence >= settings.min_face_confidence], settings.max_faces_per_frame),
+                largest(
+                    [f for f in faces if f.confidence >= settings.min_face_confidence], settings.max_faces_per_frame
+                ),
                 min_confidence=settings.min_face_confidence,
                 margin=settings.crop_margin,
                 frame_index=frame.index,

@@ -136,6 +136,22 @@ def test_uploads_are_rate_limited_per_client(make_app, media):
     )
 
 
+@pytest.mark.parametrize(("hops", "limited"), [(0, True), (1, False)])
+def test_behind_a_trusted_proxy_the_limit_counts_each_forwarded_client(make_app, media, hops, limited):
+    client = make_app(UPLOAD_RATE_LIMIT="1 per minute", PROXY_HOPS=hops).test_client()
+
+    def send(address):
+        return client.post(
+            "/api/videos",
+            data={"video": (io.BytesIO(media["face_photo"].read_bytes()), "a.jpg")},
+            headers={"X-Forwarded-For": address},
+        ).status_code
+
+    assert send("203.0.113.1") == 202
+    # Without a proxy the header is anybody's to send, so it is ignored: one client, limited.
+    assert send("203.0.113.2") == (429 if limited else 202)
+
+
 def test_eight_uploads_at_once_all_finish_while_the_page_still_answers(
     make_app, live_server, media, mock_prediction_client
 ):
