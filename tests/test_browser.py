@@ -47,6 +47,7 @@ def served(make_app, live_server, mock_prediction_client):
     so that the progress bar has several steps to show."""
     app = make_app(WTF_CSRF_ENABLED=True, FRAME_INTERVAL=5)
     app.extensions["deepfake"].classifier = azure_with(mock_prediction_client)
+    app.extensions["deepfake"].queue.start()  # as wsgi.py does
     return app, live_server(app)
 
 
@@ -105,18 +106,16 @@ def test_upload_watch_progress_and_read_the_verdict(served, browser, tmp_path):
 
 
 def analysed(app, base: str, tmp_path, browser, **page_options):
-    """A page showing the results of a 200-frame interview clip (40 crops at one frame in five)."""
-    import io
-
-    client = app.test_client()
+    """A page showing the results of a 200-frame interview clip (40 crops at one frame in five).
+    The clip is put in place as an upload would be (the test client would leave a spooled body open)."""
+    services = app.extensions["deepfake"]
     video = write_video(tmp_path / "interview.mp4", face_frames(200))
-    token_page = client.get("/").get_data(as_text=True)
-    token = token_page.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
-    response = client.post(
-        "/upload", data={"video": (io.BytesIO(video.read_bytes()), "interview.mp4"), "csrf_token": token}
-    )
-    location = response.headers["Location"]
-    wait_for_job(app, location.rsplit("/", 1)[-1], timeout=120)
+    folder = services.folders.create()
+    (folder / "upload.mp4").write_bytes(video.read_bytes())
+    services.store.create(folder.name, file_name="interview.mp4", media="video")
+    services.queue.submit(folder.name)
+    wait_for_job(app, folder.name, timeout=120)
+    location = f"/results/{folder.name}"
     page = browser.new_page(**page_options)
     page.goto(base + location)
     page.wait_for_load_state("networkidle")  # every crop fetched before the test goes on
