@@ -1,6 +1,7 @@
 """The REST API: submit a video, follow its analysis, fetch the result, delete everything of it.
 
-POST   /api/videos        multipart field `video` -> 202 {id, status_url, result_url}
+POST   /api/videos        multipart field `video`, or a link: JSON {"url": ...} or form field `url`
+                          -> 202 {id, status_url, result_url}
 GET    /api/videos/<id>   -> {id, status, stage, progress, frames_done, frames_total, result?,
                               error? (a sentence in the Accept-Language), error_code?}
 DELETE /api/videos/<id>   -> 204; the job, its upload, crops and result are gone
@@ -11,10 +12,11 @@ Errors are JSON {error: message} (app.py's handlers).
 from __future__ import annotations
 
 from flask import Blueprint, abort, jsonify, request, url_for
+from flask_babel import gettext as _
 
 import jobs
 import wording
-from intake import BadUploadError, accept_upload, services, upload_limit
+from intake import BadUploadError, accept_file_or_link, services, upload_limit
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -22,8 +24,12 @@ bp = Blueprint("api", __name__, url_prefix="/api")
 @bp.post("/videos")
 @upload_limit
 def submit():
+    body = request.get_json(silent=True) if request.is_json else None
+    url = (body or {}).get("url") if isinstance(body, dict) else request.form.get("url", "")
     try:
-        analysis_id = accept_upload(request.files.get("video"))
+        if request.is_json and not isinstance(url, str):
+            raise BadUploadError(_('Send JSON like {"url": "https://..."}.'))
+        analysis_id = accept_file_or_link(request.files.get("video"), url or "")
     except BadUploadError as error:
         return jsonify(error=str(error)), 400
     body = {

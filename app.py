@@ -9,11 +9,13 @@ Pages live in web.py, the REST API in api.py; both hand uploads to intake.py and
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import os
 import secrets
 import statistics
+import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,8 +31,10 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 import api
 import custom_vision
+import download
 import evaluation
 import face
+import jobs
 import pipeline
 import training
 import web
@@ -148,21 +152,24 @@ def _error_page(error: Exception):
 
 
 @cli.cli.command("analyze")
-@click.argument("paths", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.argument("paths", nargs=-1, required=True)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line instead of a summary line.")
 def analyze_command(paths: tuple[str, ...], as_json: bool) -> None:
-    """Analyse videos or photos and print a verdict for each."""
+    """Analyse videos or photos (files, or http(s) links to them) and print a verdict for each."""
     failed = 0
     for path in paths:
         try:
-            result = pipeline.analyze(
-                path, services().settings, detector=services().detector, classifier=services().classifier
-            )
-        except (face.UnreadableMediaError, custom_vision.ClassifierError) as error:
+            result = _analyze_path_or_link(path)
+        except (face.UnreadableMediaError, custom_vision.ClassifierError, download.LinkError) as error:
             failed += 1
-            click.echo(f"{path}: error: {error}", err=True)
+            message = (
+                wording.failure_message(jobs.Failure(error.code, error.params))
+                if isinstance(error, download.LinkError)
+                else str(error)
+            )
+            click.echo(f"{path}: error: {message}", err=True)
             if as_json:
-                click.echo(json.dumps({"file": path, "error": str(error)}))
+                click.echo(json.dumps({"file": path, "error": message}))
             continue
         result.file = path
         if as_json:
@@ -175,6 +182,21 @@ def analyze_command(paths: tuple[str, ...], as_json: bool) -> None:
             )
     if failed:
         raise SystemExit(1)
+
+
+def _analyze_path_or_link(path: str) -> pipeline.Result:
+    """A file analysed where it is; a link's video fetched into a temporary folder first (and gone after)."""
+    settings = services().settings
+    run = functools.partial(
+        pipeline.analyze, settings=settings, detector=services().detector, classifier=services().classifier
+    )
+    if not path.lower().startswith(("http://", "https://")):
+        return run(path)
+    with tempfile.TemporaryDirectory(prefix="deepfake-link-") as folder:
+        video = download.fetch(path, Path(folder), jobs.download_limits(settings))
+        result = run(video, max_seconds=settings.max_video_seconds)
+    result.source_url = path
+    return result
 
 
 @cli.cli.command("build-dataset")

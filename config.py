@@ -45,6 +45,8 @@ class Settings:
     max_video_seconds: float = 600.0
     upload_folder: str = "uploads"
     upload_rate_limit: str = "10 per minute"
+    allow_private_urls: bool = False  # links to loopback/private/link-local addresses (tests only)
+    download_timeout_s: float = 300.0  # a link's video must arrive within this
     proxy_hops: int = 0  # reverse proxies in front that set X-Forwarded-For / -Proto / -Host (trusted)
     # jobs and privacy
     job_backend: str = "local"  # local (threads in the app's process) | celery

@@ -7,6 +7,7 @@ from __future__ import annotations
 import shutil
 import unicodedata
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from flask import current_app
 from flask_babel import gettext as _
@@ -14,6 +15,7 @@ from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from werkzeug.datastructures import FileStorage
 
+import download
 import face
 import wording
 from services import Services
@@ -83,10 +85,42 @@ def accept_upload(file: FileStorage | None) -> str:
     return folder.name
 
 
+def accept_file_or_link(file: FileStorage | None, url: str) -> str:
+    """The form's file, or its link: one of them."""
+    has_file, has_link = bool(file and file.filename), bool(url.strip())
+    if has_file and has_link:
+        raise BadUploadError(_("Choose a file or paste a link, not both."))
+    return accept_link(url) if has_link else accept_upload(file)
+
+
+def accept_link(url: str | None) -> str:
+    """Queue the video behind a link (fetched by the job, in its downloading stage); its analysis
+    id. Raises BadUploadError, keeping nothing, when the link is not a well-formed http(s) link."""
+    try:
+        url = download.check_link(url or "")
+    except download.LinkError as error:
+        raise BadUploadError(
+            _("That is not a link to a web page or video: it must start with http:// or https://.")
+        ) from error
+    app_services = services()
+    folder = app_services.folders.create()
+    app_services.store.create(folder.name, file_name=link_label(url), source_url=url)
+    app_services.queue.submit(folder.name)
+    return folder.name
+
+
+def link_label(url: str) -> str:
+    """How a link is named where a file name would be: its host and path, without the scheme."""
+    parts = urlsplit(url)
+    return _shown(parts.netloc + parts.path + (f"?{parts.query}" if parts.query else "")) or "link"
+
+
 def display_name(filename: str) -> str:
     """The uploaded file's name as it may be shown: no folders, no control or format characters
     (a right-to-left override could disguise the extension), at most 200 characters."""
-    name = filename.replace("\\", "/").rsplit("/", 1)[-1]
-    name = "".join(char for char in name if unicodedata.category(char) not in ("Cc", "Cf", "Cs", "Zl", "Zp"))
-    name = " ".join(name.split())[:DISPLAY_NAME_MAX].strip()
-    return name or "upload"
+    return _shown(filename.replace("\\", "/").rsplit("/", 1)[-1]) or "upload"
+
+
+def _shown(text: str) -> str:
+    text = "".join(char for char in text if unicodedata.category(char) not in ("Cc", "Cf", "Cs", "Zl", "Zp"))
+    return " ".join(text.split())[:DISPLAY_NAME_MAX].strip()

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 import custom_vision
+import download
 import face
 import pipeline
 from config import Settings
@@ -46,7 +47,8 @@ CLASSIFIER_FAILED = "classifier_failed"
 CRASHED = "crashed"  # params: attempts; its worker died that many times
 INTERRUPTED = "interrupted"
 
-SCHEMA_VERSION = 2  # 1: the sqlite3 table before leases (no version table); 2: leases and attempts
+# 1: the sqlite3 table before leases (no version table); 2: leases and attempts; 3: source_url
+SCHEMA_VERSION = 3
 metadata = sa.MetaData()
 jobs_table = sa.Table(
     "jobs",
@@ -65,15 +67,17 @@ jobs_table = sa.Table(
     sa.Column("attempts", sa.Integer, nullable=False, default=0),
     sa.Column("lease_owner", sa.String(200)),
     sa.Column("lease_expires", sa.Float),
+    sa.Column("source_url", sa.Text),  # a link to fetch the video from (downloading stage)
     sa.Index("jobs_by_status", "status", "created_at"),
 )
 version_table = sa.Table("schema_version", metadata, sa.Column("version", sa.Integer, nullable=False))
-ADDED_IN_2 = {
+ADDED_COLUMNS = {  # to tables made by earlier versions
     "file_name": "VARCHAR(400)",
     "media": "VARCHAR(8)",
     "attempts": "INTEGER NOT NULL DEFAULT 0",
     "lease_owner": "VARCHAR(200)",
     "lease_expires": "FLOAT",
+    "source_url": "TEXT",
 }
 
 
@@ -125,6 +129,7 @@ class Job:
     attempts: int = 0  # how many times a worker has claimed it
     lease_owner: str | None = None
     lease_expires: float | None = None
+    source_url: str | None = None  # the link the video comes from, when it was not uploaded
 
     @property
     def failure(self) -> Failure | None:
@@ -166,9 +171,9 @@ class JobStore:
     def _migrate(self) -> None:
         with self.engine.begin() as db:
             inspector = sa.inspect(db)
-            if inspector.has_table("jobs") and not inspector.has_table("schema_version"):  # version 1
+            if inspector.has_table("jobs"):
                 present = {column["name"] for column in inspector.get_columns("jobs")}
-                for column, kind in ADDED_IN_2.items():
+                for column, kind in ADDED_COLUMNS.items():
                     if column not in present:
                         db.execute(sa.text(f"ALTER TABLE jobs ADD COLUMN {column} {kind}"))
             metadata.create_all(db)
@@ -177,13 +182,17 @@ class JobStore:
                 db.execute(version_table.insert().values(version=SCHEMA_VERSION))
             elif version > SCHEMA_VERSION:
                 raise RuntimeError(f"the job database is at schema version {version}; this code knows {SCHEMA_VERSION}")
+            elif version < SCHEMA_VERSION:
+                db.execute(version_table.update().values(version=SCHEMA_VERSION))
 
     @property
     def schema_version(self) -> int:
         with self.engine.connect() as db:
             return db.execute(sa.select(version_table.c.version)).scalar_one()
 
-    def create(self, job_id: str, file_name: str | None = None, media: str | None = None) -> Job:
+    def create(
+        self, job_id: str, file_name: str | None = None, media: str | None = None, source_url: str | None = None
+    ) -> Job:
         with self.engine.begin() as db:
             db.execute(
                 jobs_table.insert().values(
@@ -192,6 +201,7 @@ class JobStore:
                     created_at=time.time(),
                     file_name=file_name,
                     media=media,
+                    source_url=source_url,
                     frames_done=0,
                     frames_total=0,
                     attempts=0,
@@ -441,6 +451,8 @@ class VideoAnalysis:
     def __call__(self, job_id: str, progress: Progress) -> None:
         path = self.folders.upload_path(job_id)
         job = self.store.get(job_id)
+        if job is not None and path is None and job.source_url:
+            path = self._download(job, progress)
         if path is None or job is None:
             raise JobFailedError(UPLOAD_MISSING)
         crops_dir = self.folders.crops_dir(job_id)
@@ -471,6 +483,7 @@ class VideoAnalysis:
                 raise JobFailedError(CLASSIFIER_FAILED) from error
             raise
         result.file = job.file_name or result.file
+        result.source_url = job.source_url
         result.analysed_at = round(time.time(), 3)
         result.timings_s["warm_up"] = round(warm_up, 4)
         result.timings_s["wait"] = round((job.started_at or job.created_at) - job.created_at, 4)
@@ -480,6 +493,35 @@ class VideoAnalysis:
         self.folders.write_result(job_id, result)
         if not self.settings.keep_uploads:
             self.folders.remove_upload(job_id)
+
+    def _download(self, job: Job, progress: Progress):
+        """The downloading stage: the link's video into the job's folder (progress in MB)."""
+        folder = self.folders.folder(job.id)
+        if folder is None:
+            raise JobDeletedError(job.id)
+        progress("downloading", 0, 0)
+        try:
+            return download.fetch(
+                job.source_url,
+                folder,
+                download_limits(self.settings),
+                lambda done, total: progress("downloading", _megabytes(done), _megabytes(total)),
+            )
+        except download.LinkError as error:
+            raise JobFailedError(error.code, **error.params) from error
+
+
+def _megabytes(count: int) -> int:
+    return -(-count // 2**20)
+
+
+def download_limits(settings: Settings) -> download.Limits:
+    return download.Limits(
+        max_bytes=settings.max_upload_mb * 2**20,
+        max_seconds=settings.max_video_seconds,
+        timeout_s=settings.download_timeout_s,
+        allow_private=settings.allow_private_urls,
+    )
 
 
 def sweep_expired(store: JobStore, folders: AnalysisFolders, retention_hours: float) -> int:

@@ -87,6 +87,7 @@ class Result:
     confidence_reasons: list[str] = field(default_factory=list)  # confidence.py's reason codes
     people: list[PersonResult] = field(default_factory=list)
     analysed_at: float | None = None  # when the analysis ended (time.time()); set by the job runner
+    source_url: str | None = None  # the link the video was fetched from, when it was not uploaded
 
     @property
     def fake_crop_count(self) -> int:

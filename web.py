@@ -27,7 +27,7 @@ import jobs
 import pipeline
 import wording
 from api import delete_analysis
-from intake import BadUploadError, accept_upload, services, upload_limit
+from intake import BadUploadError, accept_file_or_link, services, upload_limit
 from storage import CROPS_DIR, RESULT_FILE
 
 bp = Blueprint("web", __name__)
@@ -49,7 +49,7 @@ def index():
 @upload_limit
 def upload():
     try:
-        analysis_id = accept_upload(request.files.get("video"))
+        analysis_id = accept_file_or_link(request.files.get("video"), request.form.get("url", ""))
     except BadUploadError as error:
         return render_template("error.html", code=400, message=str(error)), 400
     session[MY_ANALYSES] = [analysis_id, *session.get(MY_ANALYSES, [])][:MY_ANALYSES_KEPT]
@@ -78,7 +78,7 @@ def results(analysis_id: str):
             "failed.html",
             analysis_id=analysis_id,
             error=wording.failure_message(job.failure),
-            can_retry=services().folders.upload_path(analysis_id) is not None,
+            can_retry=services().folders.upload_path(analysis_id) is not None or bool(job.source_url),
         )
     return render_template("job.html", analysis_id=analysis_id, job=job)
 
@@ -143,7 +143,9 @@ def result_json(analysis_id: str):
 
 @bp.post("/results/<analysis_id>/retry")
 def retry(analysis_id: str):
-    if services().folders.upload_path(analysis_id) is None or not services().queue.retry(analysis_id):
+    job = services().store.get(analysis_id)
+    retryable = job is not None and (services().folders.upload_path(analysis_id) is not None or job.source_url)
+    if not retryable or not services().queue.retry(analysis_id):
         abort(404)
     return redirect(url_for("web.results", analysis_id=analysis_id))
 

@@ -10,6 +10,7 @@ from flask_babel import get_locale, ngettext
 from flask_babel import gettext as _
 
 import confidence
+import download
 import jobs
 import pipeline
 
@@ -39,13 +40,32 @@ def failure_message(failure: jobs.Failure | None) -> str:
         )
     if code == jobs.TIMED_OUT:
         return _(
-            "The analysis took longer than %(limit)s and was stopped. Try a shorter clip.",
+            "It took longer than %(limit)s and was stopped. Try a shorter clip.",
             limit=duration(float(params.get("limit_s", 0))),
         )
     if code == jobs.CRASHED:
         return _(
             "The analysis stopped the server %(attempts)s times and was given up. This file cannot be analysed here.",
             attempts=params.get("attempts", 0),
+        )
+    if code == download.NOT_A_LINK:
+        return _("That is not a link to a web page or video: it must start with http:// or https://.")
+    if code == download.PRIVATE_ADDRESS:
+        return _("That link leads to an address inside a private network, which this server does not visit.")
+    if code == download.UNREACHABLE:
+        return _("The site could not be reached or read. Check the link, or download the video and upload the file.")
+    if code == download.NO_VIDEO:
+        return _("No video was found at that link.")
+    if code == download.UNAVAILABLE:
+        return _("The video at that link is private, removed or not found.")
+    if code == download.LOGIN_REQUIRED:
+        return _(
+            "The site only shows that video to people who are signed in. Download it yourself and upload the file."
+        )
+    if code == download.TOO_LARGE:
+        return _(
+            "The video at that link is larger than %(limit)s MB, the most that is analysed.",
+            limit=params.get("limit_mb", 0),
         )
     if code == jobs.CLASSIFIER_FAILED:
         return _("The face crops could not be judged: the classifier is not available right now. Try again later.")

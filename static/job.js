@@ -23,7 +23,9 @@
         bar.textContent = Math.round(job.progress * 100) + "%";
         var key = job.stage || job.status;
         stage.textContent = stages[key] || key;
-        frames.textContent = job.frames_total && section.dataset.framesLabel ? job.frames_done + " / " + job.frames_total + " " + section.dataset.framesLabel : "";
+        if (job.stage === "downloading") {
+          frames.textContent = job.frames_done + (job.frames_total ? " / " + job.frames_total : "") + " " + section.dataset.megabytesLabel;
+        } else frames.textContent = job.frames_total && section.dataset.framesLabel ? job.frames_done + " / " + job.frames_total + " " + section.dataset.framesLabel : "";
         window.setTimeout(poll, 700);
       })
       .catch(function () { window.setTimeout(poll, 3000); });
