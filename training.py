@@ -463,9 +463,9 @@ def train(
     """Train the local network on the `train` split, choosing the epoch on `val` (see `validate`),
     calibrate it on `val` (see `metrics.fit_temperature`), and write ``out/<model_name>`` and
     ``out/metrics.json``. The test split is not touched."""
+    tf = tf_runtime.load()
     import keras
 
-    tf = tf_runtime.load()
     say = progress or log.info
     keras.utils.set_random_seed(config.seed)
     started = time.perf_counter()
