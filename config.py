@@ -24,6 +24,7 @@ class Settings:
     min_face_confidence: float = 0.9
     crop_margin: float = 0.5
     detect_max_side: int = 640
+    min_face_fraction: float = 0.05  # faces smaller than this share of a frame's shorter side are not looked for
     # classifier
     classifier: str = "auto"  # auto | azure | local
     deepfake_tag: str = "DeepFake"
@@ -124,6 +125,8 @@ class Settings:
             raise ValueError("FRAME_INTERVAL must be at least 1")
         if not 0.0 <= self.min_face_confidence <= 1.0:
             raise ValueError("MIN_FACE_CONFIDENCE must be between 0 and 1")
+        if not 0.0 <= self.min_face_fraction < 1.0:
+            raise ValueError("MIN_FACE_FRACTION must be at least 0 and below 1")
         if self.crop_margin < 0:
             raise ValueError("CROP_MARGIN must not be negative")
         if self.classifier not in ("auto", "azure", "local"):

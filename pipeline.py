@@ -6,7 +6,10 @@ progress through a callback. `result_to_dict` is the one JSON form of a result.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import queue
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -20,6 +23,7 @@ from config import Settings
 from custom_vision import Classifier, Prediction, TagStats
 
 DETECT_BATCH = 8  # sampled frames per MTCNN call
+READ_AHEAD = 2 * DETECT_BATCH  # decoded frames waiting for MTCNN at most (the decode thread then waits)
 LOW_QUALITY_WARNING = "low-quality video: this verdict is less reliable"
 
 Progress = Callable[[str, int, int], None]  # stage, frames done, frames total (an estimate)
@@ -105,10 +109,15 @@ def analyze(
     crops_dir: Path | None = None,
     progress: Progress | None = None,
     max_seconds: float | None = None,
+    read_ahead: int = READ_AHEAD,
 ) -> Result:
     """Analyse one video or photo. Raises face.UnreadableMediaError for a file that is neither (or,
     with ``max_seconds``, for a video that turns out longer than that, whatever its header said),
-    and custom_vision.ClassifierError when the classifier cannot answer."""
+    and custom_vision.ClassifierError when the classifier cannot answer.
+
+    Frames are decoded on a thread of their own, up to ``read_ahead`` ahead of MTCNN, so decoding
+    and detection overlap (0: one after the other, as a reference); they are streamed, never listed,
+    so memory does not grow with the video's length."""
     started = time.perf_counter()
     path = Path(path)
     info = face.probe(path, settings.max_pixels)
@@ -122,28 +131,9 @@ def analyze(
     timings = {"decode": 0.0, "detect": 0.0}
     sampled = 0
     report("decoding", 0, expected)
-    for batch in _timed_batches(sampler, DETECT_BATCH, timings):
-        if max_seconds is not None and batch[-1].time_s > max_seconds:
-            raise VideoTooLongError(max_seconds)
-        if sampled + len(batch) > settings.max_sampled_frames:
-            raise TooManyFramesError(settings.max_sampled_frames)
-        report("detecting faces", sampled, expected)
-        tick = time.perf_counter()
-        found = detector.detect_many([frame.image for frame in batch])
-        timings["detect"] += time.perf_counter() - tick
-        for frame, faces in zip(batch, found, strict=True):
-            crops += face.crop_faces(
-                frame.image,
-                largest(
-                    [f for f in faces if f.confidence >= settings.min_face_confidence], settings.max_faces_per_frame
-                ),
-                min_confidence=settings.min_face_confidence,
-                margin=settings.crop_margin,
-                frame_index=frame.index,
-                time_s=frame.time_s,
-            )
-        sampled += len(batch)
-        report("detecting faces", sampled, max(sampled, expected))
+    with contextlib.closing(_decoded(sampler, read_ahead, timings)) as frames:
+        for batch in _batches(frames, DETECT_BATCH):
+            sampled = _detect_batch(batch, sampled, expected, crops, timings, settings, detector, report, max_seconds)
 
     report("classifying", sampled, sampled)
     tick = time.perf_counter()
@@ -184,6 +174,101 @@ def analyze(
         confidence_reasons=sure.reasons,
         people=people_found,
     )
+
+
+def _detect_batch(batch, sampled, expected, crops, timings, settings, detector, report, max_seconds) -> int:
+    """MTCNN on one batch of sampled frames; their crops added to ``crops``. Frames sampled so far."""
+    if max_seconds is not None and batch[-1].time_s > max_seconds:
+        raise VideoTooLongError(max_seconds)
+    if sampled + len(batch) > settings.max_sampled_frames:
+        raise TooManyFramesError(settings.max_sampled_frames)
+    report("detecting faces", sampled, expected)
+    tick = time.perf_counter()
+    found = detector.detect_many([frame.image for frame in batch], min_face_fraction=settings.min_face_fraction)
+    timings["detect"] += time.perf_counter() - tick
+    for frame, faces in zip(batch, found, strict=True):
+        confident = [f for f in faces if f.confidence >= settings.min_face_confidence]
+        crops += face.crop_faces(
+            frame.image,
+            largest(confident, settings.max_faces_per_frame),
+            min_confidence=settings.min_face_confidence,
+            margin=settings.crop_margin,
+            frame_index=frame.index,
+            time_s=frame.time_s,
+        )
+    sampled += len(batch)
+    report("detecting faces", sampled, max(sampled, expected))
+    return sampled
+
+
+_END = object()
+
+
+def _decoded(frames: Iterable[face.Frame], ahead: int, timings: dict[str, float]) -> Iterator[face.Frame]:
+    """``frames``, decoded on a thread of their own at most ``ahead`` frames before the caller takes
+    them (``ahead`` 0: on the caller's thread). The time spent decoding goes to ``timings["decode"]``.
+    A decoding error reaches the caller in order; closing this generator stops and joins the thread."""
+    if ahead <= 0:
+        iterator = iter(frames)
+        while True:
+            tick = time.perf_counter()
+            frame = next(iterator, _END)
+            timings["decode"] += time.perf_counter() - tick
+            if frame is _END:
+                return
+            yield frame
+    waiting: queue.Queue = queue.Queue(maxsize=ahead)
+    stop = threading.Event()
+
+    def put(item) -> None:
+        while not stop.is_set():
+            try:
+                waiting.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def decode() -> None:
+        iterator = iter(frames)
+        try:
+            while not stop.is_set():
+                tick = time.perf_counter()
+                frame = next(iterator, _END)
+                timings["decode"] += time.perf_counter() - tick
+                put(frame)
+                if frame is _END:
+                    return
+        except BaseException as error:  # handed to the caller, in order
+            put(error)
+        finally:
+            close = getattr(iterator, "close", None)
+            if close:
+                close()  # the sampler releases its decoder
+
+    thread = threading.Thread(target=decode, name="decode", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = waiting.get()
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+
+
+def _batches(frames: Iterable[face.Frame], size: int) -> Iterator[list[face.Frame]]:
+    batch: list[face.Frame] = []
+    for frame in frames:
+        batch.append(frame)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def largest(faces: list[face.Face], limit: int) -> list[face.Face]:
@@ -241,22 +326,6 @@ def warnings_for(crops: list[face.FaceCrop]) -> list[str]:
 
 def _rounded(stats: TagStats) -> TagStats:
     return TagStats(*(round(value, 4) if isinstance(value, float) else value for value in dataclasses.astuple(stats)))
-
-
-def _timed_batches(frames: Iterable[face.Frame], size: int, timings: dict[str, float]) -> Iterator[list[face.Frame]]:
-    """Batches of frames, with the time spent decoding them added to ``timings["decode"]``."""
-    iterator = iter(frames)
-    while True:
-        batch = []
-        tick = time.perf_counter()
-        for frame in iterator:
-            batch.append(frame)
-            if len(batch) == size:
-                break
-        timings["decode"] += time.perf_counter() - tick
-        if not batch:
-            return
-        yield batch
 
 
 def _crop_result(crop: face.FaceCrop, prediction: Prediction, crops_dir: Path | None) -> CropResult:

@@ -5,7 +5,11 @@ the analysis folders, the job store and the job queue. No Flask in here; app.py 
 
 from __future__ import annotations
 
-from functools import cached_property
+import logging
+import threading
+import time
+
+import numpy as np
 
 import custom_vision
 import face
@@ -14,12 +18,18 @@ from config import Settings
 from job_queue import CeleryJobQueue, JobQueue, LocalJobQueue
 from storage import AnalysisFolders
 
+log = logging.getLogger(__name__)
+
 
 class Services:
-    """The heavy parts are made on first use (MTCNN and TensorFlow take seconds to load)."""
+    """The heavy parts are made on first use (MTCNN and TensorFlow take seconds to load), or at
+    start with `warm_up`."""
 
     def __init__(self, settings: Settings):
         self.settings = settings
+        self._lock = threading.Lock()
+        self._detector: face.FaceDetector | None = None
+        self._classifier: custom_vision.Classifier | None = None
         self.folders = AnalysisFolders(settings.upload_path)
         self.store = jobs.JobStore(settings.database, max_attempts=settings.job_max_attempts)
         self.analysis = jobs.VideoAnalysis(
@@ -39,13 +49,45 @@ class Services:
                 sweep_interval_s=sweep_interval_s,
             )
 
-    @cached_property
+    @property
     def detector(self) -> face.FaceDetector:
-        return face.get_detector(self.settings.detect_max_side)
+        with self._lock:  # one detector, however many threads ask first
+            if self._detector is None:
+                self._detector = face.get_detector(self.settings.detect_max_side)
+            return self._detector
 
-    @cached_property
+    @detector.setter
+    def detector(self, detector: face.FaceDetector) -> None:
+        self._detector = detector
+
+    @property
     def classifier(self) -> custom_vision.Classifier:
-        return custom_vision.make_classifier(self.settings)
+        with self._lock:
+            if self._classifier is None:
+                self._classifier = custom_vision.make_classifier(self.settings)
+            return self._classifier
+
+    @classifier.setter
+    def classifier(self, classifier: custom_vision.Classifier) -> None:
+        self._classifier = classifier
+
+    def warm_up(self) -> float:
+        """Load MTCNN and the local model and run each once (their first call builds TensorFlow
+        graphs), so that the first analysis is no slower than the next. Seconds taken. A classifier
+        that cannot be made (no model, say) is left for the job to report."""
+        started = time.perf_counter()
+        blank = np.zeros((160, 160, 3), dtype=np.uint8)
+        self.detector.detect_many([blank, blank], min_face_fraction=self.settings.min_face_fraction)
+        try:
+            classifier = self.classifier
+        except custom_vision.ClassifierError as error:
+            log.warning("no classifier to warm up: %s", error)
+        else:
+            if isinstance(classifier, custom_vision.LocalClassifier):
+                classifier.classify([blank])
+        seconds = time.perf_counter() - started
+        log.info("models warmed up in %.1f s", seconds)
+        return seconds
 
     def sweep(self) -> int:
         """Delete the analyses older than RESULT_RETENTION_HOURS; how many."""

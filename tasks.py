@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
 
+from celery import signals
 from dotenv import load_dotenv
 
 import jobs
@@ -32,6 +34,13 @@ def worker_services():
     from services import Services
 
     return Services(Settings.from_environment())
+
+
+@signals.worker_process_init.connect
+def _warm_up(**_kwargs) -> None:
+    """Each worker process starts loading its models at once, beside its first task rather than in
+    it (on a thread: Celery gives a new process only seconds to report that it is alive)."""
+    threading.Thread(target=worker_services().warm_up, name="warm-up", daemon=True).start()
 
 
 @app.task(name=ANALYSE_TASK)

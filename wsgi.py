@@ -5,6 +5,8 @@ crashed process run again without waiting for a request.
 For development: `flask --app wsgi run`.
 """
 
+import threading
+
 from dotenv import load_dotenv
 
 from app import create_app
@@ -12,3 +14,5 @@ from app import create_app
 load_dotenv()
 app = create_app()
 app.extensions["deepfake"].queue.start()
+# Load the models now, beside the first requests, so the first analysis does not wait for them.
+threading.Thread(target=app.extensions["deepfake"].warm_up, name="warm-up", daemon=True).start()
