@@ -33,7 +33,7 @@ KEYPOINT_NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
 # median is 61 and about one in eight falls below 15; the same crops shrunk 4x and blown up again have
 # a median of 9. Video compression adds block edges that raise it, hence not a lower bar.
 SMALL_CROP_PX = 48
-MTCNN_SMALLEST_FACE = 12  # pixels: MTCNN's first network looks at 12 x 12 windows
+MTCNN_SMALLEST_FACE = 20  # pixels of the reduced copy: the smallest face MTCNN looks for by default
 BLUR_THRESHOLD = 15.0
 SMALL_FACE = "small face"
 BLURRY = "blurry"
@@ -186,26 +186,26 @@ class FaceDetector:
 
     def detect_many(self, images: list[np.ndarray], min_face_fraction: float = 0.0) -> list[list[Face]]:
         """Faces in each of ``images``, in one MTCNN batch (several times faster than one by one).
-        Faces smaller than ``min_face_fraction`` of an image's shorter side are not looked for, which
-        spares MTCNN its finest (and costliest) pyramid levels; 0: MTCNN's own smallest, 20 pixels of
-        the reduced copy."""
+        Faces smaller than ``min_face_fraction`` of an image's shorter side need not be found: the
+        reduced copy is then made just large enough that such a face still spans MTCNN's smallest
+        size (20 pixels), never larger than ``max_side``; 0: the copy is ``max_side`` long. (MTCNN's
+        own `min_face_size` would say the same, but mtcnn 1.0 then builds a pyramid that finds
+        nothing at all past about 28 pixels.)"""
         if not images:
             return []
         scales, smalls = [], []
         for image in images:
             height, width = image.shape[:2]
             scale = min(1.0, self.max_side / max(height, width)) if self.max_side else 1.0
+            if min_face_fraction > 0:
+                scale = min(scale, MTCNN_SMALLEST_FACE / (min_face_fraction * min(height, width)))
             if scale < 1.0:
                 size = (max(1, round(width * scale)), max(1, round(height * scale)))
                 image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
             scales.append(scale)
             smalls.append(image)
-        options = {}
-        if min_face_fraction > 0:
-            shorter = min(smalls[0].shape[:2])
-            options["min_face_size"] = max(MTCNN_SMALLEST_FACE, round(min_face_fraction * shorter))
         with self._lock:
-            found = self._mtcnn.detect_faces(smalls, **options)
+            found = self._mtcnn.detect_faces(smalls)
         return [[_to_face(item, scale) for item in items] for items, scale in zip(found, scales, strict=True)]
 
 

@@ -135,6 +135,3 @@ def test_the_minimum_face_size_keeps_every_face_it_should(tmp_path):
     default = found[Settings().min_face_fraction]
     assert len(default) == 4  # the default loses none of today's faces (the boxes may move a pixel or two)
     assert all(abs(a - b) < 20 for a, b in zip(default, found[0.0], strict=True))
-    skipping = Settings.from_mapping({"FRAME_INTERVAL": 1, "MIN_FACE_FRACTION": 0.16})
-    result = pipeline.analyze(video, skipping, detector=face.get_detector(640), classifier=ByBrightness())
-    assert 1 <= len([c for c in result.crops if c.frame == 0]) < 4  # a larger minimum skips the smallest
