@@ -21,7 +21,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import click
-import numpy as np
 from flask import Blueprint, Flask, jsonify, render_template, request, session
 from flask_babel import Babel, format_datetime, get_locale
 from flask_babel import gettext as _
@@ -30,6 +29,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 import api
+import benchmarks
 import custom_vision
 import download
 import evaluation
@@ -386,18 +386,24 @@ def upload_to_custom_vision_command(dataset: Path, splits: tuple[str, ...]) -> N
 @click.argument("videos", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--repeat", type=int, default=5, show_default=True, help="Timed classifier runs over the crops.")
 def benchmark_command(videos: tuple[str, ...], repeat: int) -> None:
-    """Time analyze on VIDEOS (decode, detect, classify) and the classifier alone, per crop."""
+    """Time analyze on VIDEOS against a plain sequential decode + detect of the same frames, with the
+    peak memory of each, then the classifier alone, per crop."""
     settings = services().settings
+    warm = services().warm_up()
     detector, classifier = services().detector, services().classifier
-    classifier.classify([np.zeros((64, 64, 3), dtype=np.uint8)])  # warm-up: first calls build graphs
+    click.echo(f"models warmed up in {warm:.1f}s")
     crops, ratios = [], []
     for path in videos:
-        result = pipeline.analyze(path, settings, detector=detector, classifier=classifier)
+        baseline = benchmarks.sequential_decode_and_detect(path, settings, detector)
+        with benchmarks.PeakMemory() as memory:
+            result = pipeline.analyze(path, settings, detector=detector, classifier=classifier)
         t = result.timings_s
         ratios.append(t["classify"] / t["detect"] if t["detect"] else float("inf"))
         click.echo(
-            f"{Path(path).name}: {len(result.crops)} crops; decode {t['decode']:.3f}s, detect {t['detect']:.3f}s, "
-            f"classify {t['classify']:.3f}s (classify/detect {ratios[-1]:.3f}), total {t['total']:.3f}s"
+            f"{Path(path).name}: {result.frames_total} frames, {result.frames_sampled} sampled, {len(result.crops)} crops; "
+            f"analyze total {t['total']:.2f}s (decode {t['decode']:.2f}s, detect {t['detect']:.2f}s, classify "
+            f"{t['classify']:.2f}s, overlapped); sequential decode + detect {baseline:.2f}s; "
+            f"ratio {t['total'] / baseline:.2f}; peak memory {memory.peak_mb:.0f} MB"
         )
         for frame in face.FrameSampler(path, settings.frame_interval):
             crops += face.crop_faces(

@@ -135,3 +135,22 @@ def test_the_minimum_face_size_keeps_every_face_it_should(tmp_path):
     default = found[Settings().min_face_fraction]
     assert len(default) == 4  # the default loses none of today's faces (the boxes may move a pixel or two)
     assert all(abs(a - b) < 20 for a, b in zip(default, found[0.0], strict=True))
+
+
+def test_forty_crops_through_azure_at_150_ms_each_take_under_five_seconds(fake_azure):
+    """AZURE_MAX_TPS=10 spaces the calls 0.1 s apart; with 150 ms of service latency they overlap."""
+    import time
+
+    from custom_vision import AzureClassifier
+
+    from .conftest import azure_settings
+
+    fake_azure.delay_s = 0.15
+    classifier = AzureClassifier.from_settings(azure_settings(fake_azure, AZURE_MAX_TPS=10))
+    crops = [np.full((64, 64, 3), n, np.uint8) for n in range(40)]
+    started = time.perf_counter()
+    predictions = classifier.classify(crops)
+    seconds = time.perf_counter() - started
+    classifier.close()
+    assert len(predictions) == 40 and len(fake_azure.requests) == 40
+    assert seconds <= 5.0, f"{seconds:.2f} s"
