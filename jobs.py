@@ -166,7 +166,11 @@ class JobStore:
         self.engine = sa.create_engine(url, **options)
         if url.startswith("sqlite"):
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
-        self._migrate()
+        try:
+            self._migrate()
+        except sa.exc.DBAPIError:  # another process (web, a worker) was making the same tables just now
+            time.sleep(0.5)
+            self._migrate()
 
     def _migrate(self) -> None:
         with self.engine.begin() as db:

@@ -277,7 +277,9 @@ def test_the_sweep_runs_on_its_own(make_app):
     assert not folder.exists() and services.store.get(folder.name) is None
 
 
-def test_deleting_a_running_job_stops_it_and_leaves_nothing_behind(make_app, media, mock_prediction_client):
+def test_deleting_a_running_job_stops_it_and_leaves_nothing_behind(
+    make_app, media, mock_prediction_client, monkeypatch
+):
     """The worker stops at its next batch, writes no crops for the deleted analysis, and takes the
     next job (the queue is not blocked)."""
     app = make_app(FRAME_INTERVAL=5, WORKERS=1)
@@ -286,12 +288,12 @@ def test_deleting_a_running_job_stops_it_and_leaves_nothing_behind(make_app, med
     in_batch, release = threading.Event(), threading.Event()
     detect_many = services.detector.detect_many
 
-    def slow_detect(images):
+    def slow_detect(images, **options):
         in_batch.set()
         release.wait(10)
-        return detect_many(images)
+        return detect_many(images, **options)
 
-    services.detector.detect_many = slow_detect
+    monkeypatch.setattr(services.detector, "detect_many", slow_detect)  # the process's shared detector
     services.classifier = azure_with(mock_prediction_client)
     video = media["face_video"].read_bytes()
     first = client.post("/api/videos", data={"video": (io.BytesIO(video), "a.mp4")}).get_json()["id"]
