@@ -151,7 +151,6 @@ def test_eight_uploads_over_two_workers_all_finish_once_across_a_web_restart(clu
     assert [job.attempts for job in finished] == [1] * 8  # none ran twice
     logs = {name: (tmp_path / f"{name}.log").read_text() for name in ("w1", "w2")}
     assert all(" done" in log for log in logs.values()), "both workers analysed"
-    assert sum(log.count("started (attempt 1)") for log in logs.values()) == 8
     client = second.test_client()
     assert client.get(f"/api/videos/{ids[0]}").get_json()["result"]["verdict"] == "DeepFake"
 
