@@ -53,9 +53,11 @@ class FakeWeb:
                         self.wfile.write(body)
 
             def _stream(self, head):
-                """Announces no length, then sends more than any limit."""
+                """Announces a small file (to HEAD), then sends, with no length, more than any limit."""
                 self.send_response(200)
                 self.send_header("Content-Type", "video/mp4")
+                if head:
+                    self.send_header("Content-Length", "1000")
                 self.end_headers()
                 if not head:
                     try:
