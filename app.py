@@ -394,6 +394,7 @@ def benchmark_command(videos: tuple[str, ...], repeat: int) -> None:
     click.echo(f"models warmed up in {warm:.1f}s")
     crops, ratios = [], []
     for path in videos:
+        grab = benchmarks.grab_all(path)
         baseline = benchmarks.sequential_decode_and_detect(path, settings, detector)
         with benchmarks.PeakMemory() as memory:
             result = pipeline.analyze(path, settings, detector=detector, classifier=classifier)
@@ -402,7 +403,7 @@ def benchmark_command(videos: tuple[str, ...], repeat: int) -> None:
         click.echo(
             f"{Path(path).name}: {result.frames_total} frames, {result.frames_sampled} sampled, {len(result.crops)} crops; "
             f"analyze total {t['total']:.2f}s (decode {t['decode']:.2f}s, detect {t['detect']:.2f}s, classify "
-            f"{t['classify']:.2f}s, overlapped); sequential decode + detect {baseline:.2f}s; "
+            f"{t['classify']:.2f}s, overlapped); grab() alone {grab:.2f}s; sequential decode + detect {baseline:.2f}s; "
             f"ratio {t['total'] / baseline:.2f}; peak memory {memory.peak_mb:.0f} MB"
         )
         for frame in face.FrameSampler(path, settings.frame_interval):

@@ -42,6 +42,18 @@ def sequential_decode_and_detect(path: str | Path, settings: Settings, detector:
     return time.perf_counter() - started
 
 
+def grab_all(path: str | Path) -> float:
+    """Seconds for a plain `grab()` over every frame: what demuxing and decoding alone cost."""
+    started = time.perf_counter()
+    capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+    try:
+        while capture.grab():
+            pass
+    finally:
+        capture.release()
+    return time.perf_counter() - started
+
+
 def resident_mb() -> float:
     """This process's resident memory now, in MB."""
     with open("/proc/self/statm") as statm:
