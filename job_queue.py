@@ -211,12 +211,15 @@ class CeleryJobQueue:
         self._celery.send_task(ANALYSE_TASK, args=[job_id])
 
     def submit(self, job_id: str) -> None:
-        self._send(job_id)
+        try:
+            self._send(job_id)
+        except Exception:  # the broker is away: the job is in the table, and the rescue sends it later
+            log.exception("could not send job %s to the workers now; it will be sent again", job_id)
 
     def retry(self, job_id: str) -> bool:
         if not self.store.requeue(job_id):
             return False
-        self._send(job_id)
+        self.submit(job_id)
         return True
 
     def cancel(self, job_id: str) -> bool:
