@@ -1,6 +1,7 @@
 """Frames and faces: sample a video, find faces with MTCNN, crop the eye/nose/mouth region.
 
-This module imports nothing of the project. Images are RGB ``uint8`` arrays throughout.
+This module imports nothing of the project but tf_runtime (TensorFlow, quietly). Images are RGB
+``uint8`` arrays throughout.
 """
 
 from __future__ import annotations
