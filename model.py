@@ -1,7 +1,7 @@
 """The local deepfake network: build it, load it, and predict P(DeepFake) for eye/nose/mouth crops.
 
-This module imports nothing of the project but tf_runtime. Crops are RGB uint8 arrays of any size; they are resized
-to INPUT_SIZE here, so training and analysis see the same input.
+This module imports nothing of the project but tf_runtime. Crops are RGB uint8 arrays of any size;
+they are resized to INPUT_SIZE here, so training and analysis see the same input.
 """
 
 from __future__ import annotations
