@@ -20,6 +20,7 @@ import augmentation
 import custom_vision
 import face
 import metrics
+import pipeline
 import training
 
 # The sets `evaluate` reports on by default: the DFDC test crops (as cut and degraded), the labelled
@@ -116,7 +117,7 @@ def evaluate_dataset(
     if not rows:
         raise ValueError(f"{dataset / training.LABELS_FILE} has no crops in split {split!r}")
     predictions, flagged = [], 0
-    for batch in training.batches(rows, 256):
+    for batch in pipeline.batches(rows, 256):
         images = [face.read_image(dataset / row["crop"]) for row in batch]
         if low_quality:
             images = [augmentation.low_quality(image) for image in images]
@@ -295,14 +296,12 @@ def details(report: dict) -> str:
     return "\n".join(lines)
 
 
-def published_figures(model_path: Path) -> dict | None:
-    """What the About page shows of the local model: the figures that `evaluate --json` and `train`
-    wrote beside it (evaluation.json, metrics.json), so the page cannot drift from the model card.
-    None when they are missing."""
-    folder = model_path.parent
+def published_figures(model_path: Path) -> list[dict] | None:
+    """What the About page shows of the local model: one row per set of the `evaluate --json` report
+    kept beside it (evaluation.json), so the page cannot drift from the model card. None when it is
+    missing."""
     try:
-        evaluation = json.loads((folder / "evaluation.json").read_text())
-        trained = json.loads((folder / "metrics.json").read_text())
+        evaluation = json.loads((model_path.parent / "evaluation.json").read_text())
     except (OSError, ValueError):
         return None
     rows = []
@@ -314,19 +313,12 @@ def published_figures(model_path: Path) -> dict | None:
             {
                 "name": report["name"],
                 "unit": "videos" if report["kind"] == "videos" else "crops",
-                "degraded": bool(report.get("low_quality")),
                 "same_source": "dfdc" in report["path"].lower(),
                 "count": level["count"],
                 "roc_auc": level.get("roc_auc"),
                 "roc_auc_ci95": level.get("roc_auc_ci95"),
                 "accuracy": level.get("accuracy"),
                 "false_alarms": level.get("false_alarms"),
-                "ece": (level.get("calibration") or {}).get("ece"),
             }
         )
-    return {
-        "sets": rows,
-        "temperature": trained.get("temperature"),
-        "validation": trained.get("best") or {},
-        "train_faces": trained.get("train_faces"),
-    }
+    return rows

@@ -132,8 +132,28 @@ def analyze(
     sampled = 0
     report("decoding", 0, expected)
     with contextlib.closing(_decoded(sampler, read_ahead, timings)) as frames:
-        for batch in _batches(frames, DETECT_BATCH):
-            sampled = _detect_batch(batch, sampled, expected, crops, timings, settings, detector, report, max_seconds)
+        for batch in batches(frames, DETECT_BATCH):
+            if max_seconds is not None and batch[-1].time_s > max_seconds:
+                raise VideoTooLongError(max_seconds)
+            if sampled + len(batch) > settings.max_sampled_frames:
+                raise TooManyFramesError(settings.max_sampled_frames)
+            report("detecting faces", sampled, expected)
+            tick = time.perf_counter()
+            images = [frame.image for frame in batch]
+            found = detector.detect_many(images, min_face_fraction=settings.min_face_fraction)
+            timings["detect"] += time.perf_counter() - tick
+            for frame, faces in zip(batch, found, strict=True):
+                confident = [f for f in faces if f.confidence >= settings.min_face_confidence]
+                crops += face.crop_faces(
+                    frame.image,
+                    largest(confident, settings.max_faces_per_frame),
+                    min_confidence=settings.min_face_confidence,
+                    margin=settings.crop_margin,
+                    frame_index=frame.index,
+                    time_s=frame.time_s,
+                )
+            sampled += len(batch)
+            report("detecting faces", sampled, max(sampled, expected))
 
     report("classifying", sampled, sampled)
     tick = time.perf_counter()
@@ -174,31 +194,6 @@ def analyze(
         confidence_reasons=sure.reasons,
         people=people_found,
     )
-
-
-def _detect_batch(batch, sampled, expected, crops, timings, settings, detector, report, max_seconds) -> int:
-    """MTCNN on one batch of sampled frames; their crops added to ``crops``. Frames sampled so far."""
-    if max_seconds is not None and batch[-1].time_s > max_seconds:
-        raise VideoTooLongError(max_seconds)
-    if sampled + len(batch) > settings.max_sampled_frames:
-        raise TooManyFramesError(settings.max_sampled_frames)
-    report("detecting faces", sampled, expected)
-    tick = time.perf_counter()
-    found = detector.detect_many([frame.image for frame in batch], min_face_fraction=settings.min_face_fraction)
-    timings["detect"] += time.perf_counter() - tick
-    for frame, faces in zip(batch, found, strict=True):
-        confident = [f for f in faces if f.confidence >= settings.min_face_confidence]
-        crops += face.crop_faces(
-            frame.image,
-            largest(confident, settings.max_faces_per_frame),
-            min_confidence=settings.min_face_confidence,
-            margin=settings.crop_margin,
-            frame_index=frame.index,
-            time_s=frame.time_s,
-        )
-    sampled += len(batch)
-    report("detecting faces", sampled, max(sampled, expected))
-    return sampled
 
 
 _END = object()
@@ -260,10 +255,11 @@ def _decoded(frames: Iterable[face.Frame], ahead: int, timings: dict[str, float]
         thread.join()
 
 
-def _batches(frames: Iterable[face.Frame], size: int) -> Iterator[list[face.Frame]]:
-    batch: list[face.Frame] = []
-    for frame in frames:
-        batch.append(frame)
+def batches(items: Iterable, size: int) -> Iterator[list]:
+    """``items`` in lists of ``size`` (the last may be shorter)."""
+    batch: list = []
+    for item in items:
+        batch.append(item)
         if len(batch) == size:
             yield batch
             batch = []

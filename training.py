@@ -23,6 +23,7 @@ import custom_vision
 import face
 import metrics
 import model
+import pipeline
 import tf_runtime
 
 log = logging.getLogger(__name__)
@@ -134,7 +135,7 @@ def build_dataset(
         if new_no_face:
             no_faces.writerow(("source", "reason"))
         pending: dict[str, list[tuple]] = {}  # a source's rows, written once all its frames are done
-        for batch in batches(_frames_of(todo, frame_interval, report, no_faces), DETECT_BATCH):
+        for batch in pipeline.batches(_frames_of(todo, frame_interval, report, no_faces), DETECT_BATCH):
             found = detector.detect_many([frame.image for _, frame, _ in batch])
             for (source, frame, last), faces in zip(batch, found, strict=True):
                 crops = face.crop_faces(
@@ -198,18 +199,6 @@ def _frames_of(
             continue
         for position, frame in enumerate(frames):
             yield source, frame, position == len(frames) - 1
-
-
-def batches(items, size: int) -> Iterator[list]:
-    """``items`` in lists of ``size`` (the last may be shorter)."""
-    batch = []
-    for item in items:
-        batch.append(item)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 def _write_context(out: Path, crop_name: str, frame: np.ndarray, crop: face.FaceCrop) -> tuple[str, str, str]:
@@ -604,7 +593,7 @@ def upload_to_custom_vision(
             tags[name] = created.id
             report.created_tags.append(name)
     tag_for = {"fake": tags[deepfake_tag], "real": tags[real_tag]}
-    for batch in batches(rows, UPLOAD_BATCH):
+    for batch in pipeline.batches(rows, UPLOAD_BATCH):
         entries = [
             ImageFileCreateEntry(
                 name=Path(row["crop"]).name,
