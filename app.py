@@ -390,14 +390,16 @@ def benchmark_command(videos: tuple[str, ...], repeat: int) -> None:
     peak memory of each, then the classifier alone, per crop."""
     settings = services().settings
     warm = services().warm_up()
-    detector, classifier = services().detector, services().classifier
+    detector = services().detector
+    classifier = services().classifier
+    recorder = benchmarks.RecordingClassifier(classifier)
     click.echo(f"models warmed up in {warm:.1f}s")
-    crops, ratios = [], []
+    ratios = []
     for path in videos:
         grab = benchmarks.grab_all(path)
         baseline = benchmarks.sequential_decode_and_detect(path, settings, detector)
         with benchmarks.PeakMemory() as memory:
-            result = pipeline.analyze(path, settings, detector=detector, classifier=classifier)
+            result = pipeline.analyze(path, settings, detector=detector, classifier=recorder)
         t = result.timings_s
         ratios.append(t["classify"] / t["detect"] if t["detect"] else float("inf"))
         click.echo(
@@ -406,14 +408,7 @@ def benchmark_command(videos: tuple[str, ...], repeat: int) -> None:
             f"{t['classify']:.2f}s, overlapped); grab() alone {grab:.2f}s; sequential decode + detect {baseline:.2f}s; "
             f"ratio {t['total'] / baseline:.2f}; peak memory {memory.peak_mb:.0f} MB"
         )
-        for frame in face.FrameSampler(path, settings.frame_interval):
-            crops += face.crop_faces(
-                frame.image,
-                detector.detect(frame.image),
-                min_confidence=settings.min_face_confidence,
-                margin=settings.crop_margin,
-            )
-    images = [crop.image for crop in crops]
+    images = recorder.crops  # the crops analyze made
     per_crop_ms = []
     for _run in range(repeat):
         started = time.perf_counter()
