@@ -1,14 +1,13 @@
 """Frames and faces: sample a video, find faces with MTCNN, crop the eye/nose/mouth region.
 
-This module imports nothing of the project but tf_runtime (TensorFlow, quietly). Images are RGB
-``uint8`` arrays throughout.
+This module imports nothing of the project but video (decoding) and tf_runtime (TensorFlow, quietly).
+Images are RGB ``uint8`` arrays throughout.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-import os
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -19,6 +18,8 @@ import numpy as np
 import PIL.Image
 
 import tf_runtime
+import video
+from video import UnreadableMediaError
 
 # Pillow only reads photo headers here (sizes are checked against MAX_PIXELS before any decoding);
 # its own bomb check would refuse to tell the size of exactly the files that need telling.
@@ -38,10 +39,6 @@ MTCNN_SMALLEST_FACE = 20  # pixels of the reduced copy: the smallest face MTCNN 
 BLUR_THRESHOLD = 15.0
 SMALL_FACE = "small face"
 BLURRY = "blurry"
-
-
-class UnreadableMediaError(ValueError):
-    """The file is neither a readable video nor a readable photo."""
 
 
 class TooManyPixelsError(UnreadableMediaError):
@@ -112,27 +109,18 @@ def probe(path: str | Path, max_pixels: int | None = None) -> MediaInfo:
         if photo is not None:
             height, width = photo.shape[:2]
             return MediaInfo("photo", fps=0.0, frame_count=1, width=width, height=height)
-    capture = _open_video(path)
-    try:
-        _check_pixels(
-            int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)), max_pixels
-        )
-        ok, frame = capture.read()
-        if not ok or frame is None:
-            raise UnreadableMediaError("The file is not a video or photo that can be read.")
-        fps = _fps(capture)
-        frame_count = max(int(capture.get(cv2.CAP_PROP_FRAME_COUNT)), 1)
-        height, width = frame.shape[:2]
-        return MediaInfo("video", fps=fps, frame_count=frame_count, width=width, height=height)
-    finally:
-        capture.release()
+    with video.Video(path) as clip:
+        _check_pixels(*clip.stored_size, max_pixels)
+        height, width = clip.first_frame().shape[:2]  # upright
+        return MediaInfo("video", fps=clip.fps, frame_count=clip.frame_count, width=width, height=height)
 
 
 class FrameSampler:
     """Frame 0, ``interval``, 2 * ``interval``, ... of a video, upright, as RGB; a photo is frame 0.
 
-    Iterate it once. Frames in between are demuxed but not converted. After iteration,
-    ``frames_seen`` holds the number of frames the decoder really found (containers misreport it).
+    Iterate it once. Frames in between are decoded only when a later frame needs them (video.py).
+    After iteration, ``frames_seen`` holds the number of frames the video really has (containers
+    misreport it) and ``frames_decoded`` how many of them were decoded.
     """
 
     def __init__(self, path: str | Path, interval: int, max_pixels: int | None = None):
@@ -142,6 +130,7 @@ class FrameSampler:
         self.interval = interval
         self.max_pixels = max_pixels
         self.frames_seen = 0
+        self.frames_decoded = 0
 
     def __iter__(self) -> Iterator[Frame]:
         size = _photo_size(self.path)
@@ -152,22 +141,12 @@ class FrameSampler:
                 self.frames_seen = 1
                 yield Frame(0, 0.0, photo)
                 return
-        capture = _open_video(self.path)
-        try:
-            width, height = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
-            _check_pixels(width, height, self.max_pixels)
-            fps = _fps(capture)
-            while capture.grab():
-                index = self.frames_seen
-                self.frames_seen += 1
-                if index % self.interval == 0:
-                    ok, frame = capture.retrieve()
-                    if ok and frame is not None:
-                        yield Frame(index, index / fps, cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
-            if self.frames_seen == 0:
-                raise UnreadableMediaError("The video has no frames that can be decoded.")
-        finally:
-            capture.release()
+        with video.Video(self.path) as clip:
+            _check_pixels(*clip.stored_size, self.max_pixels)
+            fps = clip.fps
+            for index, image in clip.sampled(self.interval):
+                yield Frame(index, index / fps, image)
+            self.frames_seen, self.frames_decoded = clip.frames_seen, clip.frames_decoded
 
 
 class FaceDetector:
@@ -335,22 +314,3 @@ def _read_photo(path: str) -> np.ndarray | None:
     if image is None:
         return None
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-
-
-def _open_video(path: str) -> cv2.VideoCapture:
-    if not os.path.isfile(path):
-        raise UnreadableMediaError("There is no such file.")
-    if os.path.getsize(path) == 0:
-        raise UnreadableMediaError("The file is empty.")
-    capture = cv2.VideoCapture(path, cv2.CAP_FFMPEG)
-    if not capture.isOpened():
-        capture.release()
-        raise UnreadableMediaError("The file is not a video or photo that can be read.")
-    # Phone videos carry a rotation flag; decode them upright.
-    capture.set(cv2.CAP_PROP_ORIENTATION_AUTO, 1)
-    return capture
-
-
-def _fps(capture: cv2.VideoCapture) -> float:
-    fps = capture.get(cv2.CAP_PROP_FPS)
-    return fps if fps and fps > 0 and np.isfinite(fps) else 25.0

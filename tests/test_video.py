@@ -1,0 +1,80 @@
+"""video.py: the sampled frames are those a full decode gives, the frames nothing needs are not
+decoded, and a stream without timestamps is still sampled right."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import cv2
+import imageio_ffmpeg
+import numpy as np
+import pytest
+
+import face
+import video
+
+INTERVAL = 7
+
+
+@pytest.fixture(scope="module")
+def h264_with_b_frames(tmp_path_factory) -> Path:
+    """Five seconds of moving test pattern in H.264 with B-frames (125 frames), as most phones and
+    sites deliver video, made with the ffmpeg binary of the imageio-ffmpeg wheel."""
+    path = tmp_path_factory.mktemp("video") / "pattern.mp4"
+    ffmpeg = [imageio_ffmpeg.get_ffmpeg_exe(), "-loglevel", "error", "-y"]
+    source = ["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25", "-t", "5"]
+    subprocess.run(
+        [*ffmpeg, *source, "-c:v", "libx264", "-bf", "3", "-g", "60", "-pix_fmt", "yuv420p", str(path)], check=True
+    )
+    return path
+
+
+def every_frame(path: Path) -> list[np.ndarray]:
+    """The reference: OpenCV decoding every frame, counted as they come."""
+    capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+    frames = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+    capture.release()
+    return frames
+
+
+def test_sampled_frames_are_those_of_a_full_decode_and_frames_nothing_needs_are_skipped(h264_with_b_frames):
+    reference = every_frame(h264_with_b_frames)
+    assert len(reference) == 125
+    with video.Video(h264_with_b_frames) as clip:
+        sampled = list(clip.sampled(INTERVAL))
+        seen, decoded = clip.frames_seen, clip.frames_decoded
+    assert [index for index, _ in sampled] == list(range(0, 125, INTERVAL))
+    for index, image in sampled:
+        assert np.array_equal(image, reference[index]), f"frame {index} differs"
+    assert seen == 125
+    assert decoded < 0.75 * seen  # the B-frames that are not sampled were never decoded
+
+
+def test_a_stream_without_timestamps_is_decoded_whole_and_counted_as_it_comes(h264_with_b_frames, tmp_path):
+    raw = tmp_path / "pattern.h264"  # a bare H.264 stream: no container, no timestamps
+    subprocess.run(
+        [imageio_ffmpeg.get_ffmpeg_exe(), "-loglevel", "error", "-i", str(h264_with_b_frames), "-c", "copy", str(raw)],
+        check=True,
+    )
+    reference = every_frame(h264_with_b_frames)
+    sampler = face.FrameSampler(raw, INTERVAL)
+    frames = list(sampler)
+    assert [frame.index for frame in frames] == list(range(0, 125, INTERVAL))
+    assert all(np.array_equal(frame.image, reference[frame.index]) for frame in frames)
+    assert sampler.frames_seen == sampler.frames_decoded == 125
+
+
+def test_a_file_with_no_video_in_it_is_refused(tmp_path):
+    sound = tmp_path / "sound.mp4"
+    subprocess.run(
+        [imageio_ffmpeg.get_ffmpeg_exe(), "-loglevel", "error", "-f", "lavfi", "-i", "sine=duration=1", str(sound)],
+        check=True,
+    )
+    with pytest.raises(face.UnreadableMediaError, match="no video"):
+        face.probe(sound)
