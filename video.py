@@ -71,7 +71,7 @@ class Video:
 
     @property
     def fps(self) -> float:
-        rate = self._stream.guessed_rate or self._stream.average_rate
+        rate = self._stream.average_rate or self._stream.guessed_rate  # as OpenCV tells it
         fps = float(rate) if rate else 0.0
         return fps if fps > 0 and np.isfinite(fps) else DEFAULT_FPS
 
