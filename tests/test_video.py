@@ -78,3 +78,21 @@ def test_a_file_with_no_video_in_it_is_refused(tmp_path):
     )
     with pytest.raises(face.UnreadableMediaError, match="no video"):
         face.probe(sound)
+
+
+def test_a_video_cut_short_gives_the_frames_it_has(h264_with_b_frames, tmp_path):
+    """A download that stopped part of the way (index at the front, as streaming sites write it)."""
+    whole = tmp_path / "front.mp4"
+    subprocess.run(
+        [imageio_ffmpeg.get_ffmpeg_exe(), "-loglevel", "error", "-i", str(h264_with_b_frames), "-c", "copy"]
+        + ["-movflags", "+faststart", str(whole)],
+        check=True,
+    )
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size * 6 // 10])
+    reference = every_frame(h264_with_b_frames)
+    sampler = face.FrameSampler(cut, INTERVAL)
+    frames = list(sampler)
+    assert 40 <= sampler.frames_seen < 125
+    assert [frame.index for frame in frames] == list(range(0, sampler.frames_seen, INTERVAL))
+    assert all(np.array_equal(frame.image, reference[frame.index]) for frame in frames)
