@@ -3,7 +3,10 @@ decoding that fails half-way, abandoning an analysis, and the minimum face size.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -170,3 +173,35 @@ def test_the_benchmark_command_times_analyze_against_the_sequential_pass_on_its_
     for figure in ("grab() alone", "sequential decode + detect", "ratio", "without overlap", "peak memory"):
         assert figure in video_line
     assert classifier_line.startswith("classifier local: 3 crops a batch, median ")
+
+
+MAPPED_AFTER_A_LARGE_FREE = """
+import ctypes, sys
+import services
+if sys.argv[1] == "mapped":
+    services.map_large_allocations()
+libc = ctypes.CDLL(None)
+libc.malloc.restype = ctypes.c_void_p
+libc.free.argtypes = [ctypes.c_void_p]
+class Info(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                                     "fsmblks", "uordblks", "fordblks", "keepcost")]
+libc.mallinfo2.restype = Info
+libc.free(libc.malloc(16 << 20))  # a 1080p frame or two: glibc would now keep blocks this size in its heap
+before = libc.mallinfo2().hblks
+block = libc.malloc(3 << 20)  # a 720p frame
+print(libc.mallinfo2().hblks - before)
+"""
+
+
+@pytest.mark.parametrize(("mode", "mapped"), [("default", "0"), ("mapped", "1")])
+def test_once_warmed_up_frame_sized_blocks_get_their_own_mapping(mode, mapped):
+    """What keeps a worker's memory from settling at its largest video (warm_up calls it; glibc)."""
+    run = subprocess.run(
+        [sys.executable, "-c", MAPPED_AFTER_A_LARGE_FREE, mode],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).parent.parent,
+        check=True,
+    )
+    assert run.stdout.strip() == mapped
