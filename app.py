@@ -395,7 +395,7 @@ def benchmark_command(videos: tuple[str, ...], repeat: int) -> None:
     classifier = services().classifier
     recorder = benchmarks.RecordingClassifier(classifier)
     click.echo(f"models warmed up in {warm:.1f}s")
-    ratios = []
+    classify_vs_detect = []
     for path in videos:
         grab = benchmarks.grab_all(path)
         baseline = benchmarks.sequential_decode_and_detect(path, settings, detector)
@@ -403,7 +403,7 @@ def benchmark_command(videos: tuple[str, ...], repeat: int) -> None:
         with benchmarks.PeakMemory() as memory:
             result = pipeline.analyze(path, settings, detector=detector, classifier=recorder)
         t = result.timings_s
-        ratios.append(t["classify"] / t["detect"] if t["detect"] else float("inf"))
+        classify_vs_detect.append(t["classify"] / t["detect"] if t["detect"] else float("inf"))
         click.echo(
             f"{Path(path).name}: {result.frames_total} frames, {result.frames_sampled} sampled, {len(result.crops)} crops; "
             f"analyze total {t['total']:.2f}s (decode {t['decode']:.2f}s, detect {t['detect']:.2f}s, classify "
@@ -419,5 +419,5 @@ def benchmark_command(videos: tuple[str, ...], repeat: int) -> None:
         per_crop_ms.append((time.perf_counter() - started) / max(1, len(images)) * 1000)
     click.echo(
         f"classifier {classifier.name}: {len(images)} crops a batch, median {statistics.median(per_crop_ms):.2f} ms a crop "
-        f"over {repeat} runs; classify/detect in analyze: max {max(ratios):.3f}"
+        f"over {repeat} runs; classify/detect in analyze: max {max(classify_vs_detect):.3f}"
     )
