@@ -26,6 +26,8 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 DEFAULT_FPS = 25.0  # when the container tells no frame rate
+MAX_LISTED_PACKETS = 500_000  # two hours at 60 fps; past that, nothing is skipped (a hostile file's
+# millions of tiny packets would otherwise fill memory with their timestamps)
 
 
 class UnreadableMediaError(ValueError):
@@ -123,13 +125,16 @@ class Video:
 
     def _presentation_places(self) -> dict[int, int] | None:
         """Each packet's place in presentation order, by timestamp; None when the timestamps cannot
-        tell (then nothing is skipped). Packets the container marks to be dropped do not count."""
+        tell, or there are too many packets to list (then nothing is skipped). Packets the container
+        marks to be dropped do not count."""
         stamps = []
         try:
             with av.open(self.path) as container:  # a second reader: this one stays at the start
                 for packet in container.demux(container.streams.video[0]):
                     if packet.size and not packet.is_discard:
                         stamps.append(packet.pts)
+                    if len(stamps) > MAX_LISTED_PACKETS:
+                        return None
         except av.FFmpegError as error:
             log.warning("cannot list the packets of %s: %s", self.path, error)
             return None

@@ -56,6 +56,16 @@ def test_sampled_frames_are_those_of_a_full_decode_and_frames_nothing_needs_are_
     assert decoded < 0.75 * seen  # the B-frames that are not sampled were never decoded
 
 
+def test_too_many_packets_to_list_means_nothing_is_skipped(h264_with_b_frames, monkeypatch):
+    monkeypatch.setattr(video, "MAX_LISTED_PACKETS", 100)
+    reference = every_frame(h264_with_b_frames)
+    with video.Video(h264_with_b_frames) as clip:
+        sampled = list(clip.sampled(INTERVAL))
+        assert clip.frames_seen == clip.frames_decoded == 125
+    assert [index for index, _ in sampled] == list(range(0, 125, INTERVAL))
+    assert all(np.array_equal(image, reference[index]) for index, image in sampled)
+
+
 def test_a_stream_without_timestamps_is_decoded_whole_and_counted_as_it_comes(h264_with_b_frames, tmp_path):
     raw = tmp_path / "pattern.h264"  # a bare H.264 stream: no container, no timestamps
     subprocess.run(
