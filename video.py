@@ -114,10 +114,13 @@ class Video:
                 log.warning("a damaged packet in %s: %s", self.path, error)
                 continue
             for frame in frames:
-                index = decoded if places is None else places.get(frame.pts, -1)
+                index = decoded if places is None else places.get(frame.pts)
+                if index is None:  # a frame whose stamp no packet had: counted instead (never seen so far)
+                    log.warning("a frame of %s has a time stamp no packet had; counted instead", self.path)
+                    index = decoded
                 decoded += 1
                 self.frames_decoded = decoded
-                if index >= 0 and index % interval == 0:
+                if index % interval == 0:
                     yield index, _upright(frame)
         self.frames_seen = decoded if places is None else len(places)
         if decoded == 0:
