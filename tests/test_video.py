@@ -106,3 +106,28 @@ def test_a_video_cut_short_gives_the_frames_it_has(h264_with_b_frames, tmp_path)
     assert 40 <= sampler.frames_seen < 125
     assert [frame.index for frame in frames] == list(range(0, sampler.frames_seen, INTERVAL))
     assert all(np.array_equal(frame.image, reference[frame.index]) for frame in frames)
+
+
+def test_an_av1_video_is_sampled(tmp_path):
+    """AV1, which sites now serve in mp4; the OpenCV wheel this project used before could not decode it."""
+    path = tmp_path / "av1.mp4"
+    source = ["-f", "lavfi", "-i", "testsrc2=size=160x120:rate=25", "-t", "1"]
+    subprocess.run(
+        [
+            imageio_ffmpeg.get_ffmpeg_exe(),
+            "-loglevel",
+            "error",
+            *source,
+            "-c:v",
+            "libaom-av1",
+            "-cpu-used",
+            "8",
+            str(path),
+        ],
+        check=True,
+    )
+    sampler = face.FrameSampler(path, INTERVAL)
+    frames = list(sampler)
+    assert [frame.index for frame in frames] == list(range(0, 25, INTERVAL))
+    assert frames[0].image.shape == (120, 160, 3) and frames[0].image.std() > 10  # a picture, not a blank
+    assert face.probe(path).kind == "video"
