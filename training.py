@@ -253,7 +253,7 @@ class TrainConfig:
     group_batches: bool = True  # a group's crops (a real video and the fakes made from it) share a batch
     pseudo_fakes: bool = True  # every real face is also shown as a self-blended pseudo-fake, new each epoch
     degrade: bool = True  # the same random degradations of poor video for every class
-    dfdc_fake_share: float = 0.5  # with pseudo-fakes: the share of the dataset's own fakes shown each epoch
+    dfdc_fake_share: float = 0.25  # with pseudo-fakes: the share of the dataset's own fakes shown each epoch
     fake_weight: float = 0.45  # the fakes' share of the loss: below half, a face that shows no trace leans real
     init: str = ""  # a trained .keras model of the same shape to start from (fine-tuning); "": from scratch
     batch_size: int = 128
