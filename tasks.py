@@ -36,16 +36,33 @@ def worker_services():
     return Services(Settings.from_environment())
 
 
+WARM_UP_WAIT_S = 300.0
+_warming, _warm = threading.Event(), threading.Event()
+
+
 @signals.worker_process_init.connect
 def _warm_up(**_kwargs) -> None:
-    """Each worker process starts loading its models at once, beside its first task rather than in
-    it (on a thread: Celery gives a new process only seconds to report that it is alive)."""
-    threading.Thread(target=worker_services().warm_up, name="warm-up", daemon=True).start()
+    """Each worker process starts loading its models at once, on a thread (Celery gives a new
+    process only seconds to report that it is alive)."""
+    _warming.set()
+    threading.Thread(target=_warm_up_and_say_so, name="warm-up", daemon=True).start()
+
+
+def _warm_up_and_say_so() -> None:
+    try:
+        worker_services().warm_up()
+    finally:
+        _warm.set()
 
 
 @app.task(name=ANALYSE_TASK)
 def analyse(job_id: str) -> None:
-    """Run one job if it is this worker's to run: queued, or left by a dead worker."""
+    """Run one job if it is this worker's to run: queued, or left by a dead worker. A task that
+    arrives while the process warms up waits for it: the analysis needs the models anyway, and
+    while TensorFlow loads, stderr (where the worker logs) is muted (tf_runtime.py)."""
+    if _warming.is_set():
+        _warm.wait(WARM_UP_WAIT_S)
+
     services = worker_services()
     owner = jobs.worker_name()
     job = services.store.claim(owner, services.settings.job_lease_s, job_id=job_id)

@@ -4,7 +4,9 @@ On a machine without a GPU, TensorFlow prints lines such as "Could not find cuda
 "failed call to cuInit: ... UNKNOWN ERROR (303)" on every start, before its own log settings apply
 (TF_CPP_MIN_LOG_LEVEL does not reach them; tensorflow/tensorflow#100442). They alarm people and say
 nothing wrong, so the import and the device discovery run with the process's stderr pointed at
-/dev/null; later messages (real errors included) are shown as usual. Imports nothing of the project.
+/dev/null; later messages (real errors included) are shown as usual. That mutes the whole process's
+stderr for those few seconds, Python's logging included, so the entry points load TensorFlow before
+they run jobs (wsgi.py, tasks.py). Imports nothing of the project.
 """
 
 from __future__ import annotations
