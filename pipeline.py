@@ -204,14 +204,8 @@ def _decoded(frames: Iterable[face.Frame], ahead: int, timings: dict[str, float]
     them (``ahead`` 0: on the caller's thread). The time spent decoding goes to ``timings["decode"]``.
     A decoding error reaches the caller in order; closing this generator stops and joins the thread."""
     if ahead <= 0:
-        iterator = iter(frames)
-        while True:
-            tick = time.perf_counter()
-            frame = next(iterator, _END)
-            timings["decode"] += time.perf_counter() - tick
-            if frame is _END:
-                return
-            yield frame
+        yield from _timed(frames, timings)
+        return
     waiting: queue.Queue = queue.Queue(maxsize=ahead)
     stop = threading.Event()
 
@@ -224,21 +218,17 @@ def _decoded(frames: Iterable[face.Frame], ahead: int, timings: dict[str, float]
                 continue
 
     def decode() -> None:
-        iterator = iter(frames)
+        timed = _timed(frames, timings)
         try:
-            while not stop.is_set():
-                tick = time.perf_counter()
-                frame = next(iterator, _END)
-                timings["decode"] += time.perf_counter() - tick
+            for frame in timed:
                 put(frame)
-                if frame is _END:
+                if stop.is_set():
                     return
+            put(_END)
         except BaseException as error:  # handed to the caller, in order
             put(error)
         finally:
-            close = getattr(iterator, "close", None)
-            if close:
-                close()  # the sampler releases its decoder
+            timed.close()  # the sampler releases its decoder
 
     thread = threading.Thread(target=decode, name="decode", daemon=True)
     thread.start()
@@ -253,6 +243,24 @@ def _decoded(frames: Iterable[face.Frame], ahead: int, timings: dict[str, float]
     finally:
         stop.set()
         thread.join()
+
+
+def _timed(frames: Iterable[face.Frame], timings: dict[str, float]) -> Iterator[face.Frame]:
+    """``frames``, with the time spent making each added to ``timings["decode"]``; closing this
+    closes them."""
+    iterator = iter(frames)
+    try:
+        while True:
+            tick = time.perf_counter()
+            frame = next(iterator, _END)
+            timings["decode"] += time.perf_counter() - tick
+            if frame is _END:
+                return
+            yield frame
+    finally:
+        close = getattr(iterator, "close", None)
+        if close:
+            close()
 
 
 def batches(items: Iterable, size: int) -> Iterator[list]:
