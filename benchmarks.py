@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import cv2
@@ -16,7 +16,7 @@ import numpy as np
 import face
 from config import Settings
 from custom_vision import Classifier, Prediction
-from pipeline import DETECT_BATCH
+from pipeline import DETECT_BATCH, batches
 
 PAGE_MB = os.sysconf("SC_PAGE_SIZE") / 2**20
 
@@ -26,23 +26,24 @@ def sequential_decode_and_detect(path: str | Path, settings: Settings, detector:
     them in batches of DETECT_BATCH, one after the other on one thread: the figure that overlapping
     decode and detection has to beat."""
     started = time.perf_counter()
+    for batch in batches(_grabbed_samples(path, settings.frame_interval), DETECT_BATCH):
+        detector.detect_many(batch, min_face_fraction=settings.min_face_fraction)
+    return time.perf_counter() - started
+
+
+def _grabbed_samples(path: str | Path, interval: int) -> Iterator[np.ndarray]:
+    """Frames 0, ``interval``, ... as RGB, by OpenCV `grab()` of every frame and `retrieve()` of these."""
     capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
-    batch, index = [], 0
+    index = 0
     try:
         while capture.grab():
-            if index % settings.frame_interval == 0:
+            if index % interval == 0:
                 ok, frame = capture.retrieve()
                 if ok:
-                    batch.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
-            if len(batch) == DETECT_BATCH:
-                detector.detect_many(batch, min_face_fraction=settings.min_face_fraction)
-                batch = []
+                    yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
             index += 1
-        if batch:
-            detector.detect_many(batch, min_face_fraction=settings.min_face_fraction)
     finally:
         capture.release()
-    return time.perf_counter() - started
 
 
 def grab_all(path: str | Path) -> float:
