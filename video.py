@@ -103,7 +103,7 @@ class Video:
         places = self._presentation_places()
         context = self._stream.codec_context
         self._stream.thread_type = "AUTO"
-        decoded = 0
+        self.frames_decoded = 0
         for packet in self._container.demux(self._stream):
             if places is not None and packet.size:
                 place = places.get(packet.pts)
@@ -114,16 +114,15 @@ class Video:
                 log.warning("a damaged packet in %s: %s", self.path, error)
                 continue
             for frame in frames:
-                index = decoded if places is None else places.get(frame.pts)
+                index = self.frames_decoded if places is None else places.get(frame.pts)
                 if index is None:  # a frame whose stamp no packet had: counted instead (never seen so far)
                     log.warning("a frame of %s has a time stamp no packet had; counted instead", self.path)
-                    index = decoded
-                decoded += 1
-                self.frames_decoded = decoded
+                    index = self.frames_decoded
+                self.frames_decoded += 1
                 if index % interval == 0:
                     yield index, _upright(frame)
-        self.frames_seen = decoded if places is None else len(places)
-        if decoded == 0:
+        self.frames_seen = self.frames_decoded if places is None else len(places)
+        if self.frames_decoded == 0:
             raise UnreadableMediaError("The video has no frames that can be decoded.")
 
     def _presentation_places(self) -> dict[int, int] | None:
