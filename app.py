@@ -261,6 +261,13 @@ def build_dataset_command(src: Path, out: Path) -> None:
     help="With pseudo-fakes: the share of the dataset's own fakes shown each epoch.",
 )
 @click.option(
+    "--part-share",
+    type=float,
+    default=training.TrainConfig.part_share,
+    show_default=True,
+    help="The share of pseudo-fakes blended over one part of the face (mouth, eyes, or nose and mouth).",
+)
+@click.option(
     "--fake-weight",
     type=float,
     default=training.TrainConfig.fake_weight,

@@ -21,13 +21,19 @@ BLEND_WEIGHTS = (0.25, 0.5, 0.75, 1.0, 1.0, 1.0)  # as SBI draws them: mostly a 
 HEAVY_SHARE = 0.2  # how often `degrade` gives the worst video: a face of a few dozen pixels, blocky JPEG
 
 
-def self_blend(image: np.ndarray, keypoints: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """A pseudo-fake of ``image`` and the blend mask (float32, 0..1) it was made with.
+def self_blend(
+    image: np.ndarray, keypoints: np.ndarray, rng: np.random.Generator, part_share: float = 0.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """A pseudo-fake of ``image`` and the blend mask (float32, 0..1) it was made with: ``part_share``
+    of the time the mask covers one part of the face (``part_mask``), otherwise the inner face.
 
     The output equals ``image`` wherever the mask is 0: only the face region changes.
     """
     source = _altered_copy(image, keypoints, rng)
-    mask = face_mask(image.shape[:2], keypoints, rng)
+    if part_share and rng.random() < part_share:
+        mask = part_mask(image.shape[:2], keypoints, rng)
+    else:
+        mask = face_mask(image.shape[:2], keypoints, rng)
     return cv2.blendLinear(source, image, mask, 1.0 - mask), mask
 
 
@@ -68,6 +74,46 @@ def face_mask(shape: tuple[int, int], keypoints: np.ndarray, rng: np.random.Gene
         points += span * rng.uniform(-0.04, 0.04, size=points.shape)
         hull = cv2.convexHull(np.rint(points).astype(np.int32))
         cv2.fillConvexPoly(mask, hull, 1.0)
+    return _softened(mask, span, rng)
+
+
+PARTS = ("mouth", "eyes", "nose_and_mouth")
+
+
+def part_mask(shape: tuple[int, int], keypoints: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A soft mask of one part of the face, drawn at random from PARTS: the mouth, the band of both
+    eyes, or the nose with the mouth below it. Face reenactment (Face2Face, NeuralTextures) rewrites
+    the mouth and leaves the rest of the face as filmed, so its seam runs round the mouth, inside the
+    eye/nose/mouth crop; regional forgeries are the idea of SLADD (Chen et al., CVPR 2022). Edge and
+    blend weight are drawn as in ``face_mask``."""
+    height, width = shape
+    keypoints = np.asarray(keypoints, dtype=np.float32)
+    span = np.maximum(keypoints.max(axis=0) - keypoints.min(axis=0), 4.0)
+    eyes, mouth = keypoints[:2], keypoints[3:]
+    eye_line = eyes[1] - eyes[0]
+    angle = float(np.degrees(np.arctan2(eye_line[1], eye_line[0]))) + rng.uniform(-5, 5)
+    eye_to_mouth = float(np.linalg.norm(mouth.mean(axis=0) - eyes.mean(axis=0)))
+    mouth_width = float(np.linalg.norm(mouth[1] - mouth[0]))
+    part = PARTS[int(rng.integers(len(PARTS)))]
+    # Half-axes, along and across the eye line, sized so that the seam stays inside the crop.
+    if part == "mouth":
+        centre = mouth.mean(axis=0) + (keypoints[2] - mouth.mean(axis=0)) * rng.uniform(0.0, 0.25)
+        axes = (mouth_width * rng.uniform(0.55, 0.8), eye_to_mouth * rng.uniform(0.25, 0.45))
+    elif part == "eyes":
+        centre = eyes.mean(axis=0)
+        axes = (float(np.linalg.norm(eye_line)) * rng.uniform(0.6, 0.85), eye_to_mouth * rng.uniform(0.25, 0.4))
+    else:
+        centre = (keypoints[2] + mouth.mean(axis=0)) / 2
+        axes = (mouth_width * rng.uniform(0.6, 0.85), eye_to_mouth * rng.uniform(0.4, 0.6))
+    centre = centre + span * rng.uniform(-0.04, 0.04, size=2)
+    mask = np.zeros((height, width), dtype=np.float32)
+    cv2.ellipse(mask, (tuple(float(v) for v in centre), (2 * axes[0], 2 * axes[1]), angle), 1.0, thickness=-1)
+    return _softened(mask, span, rng)
+
+
+def _softened(mask: np.ndarray, span: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The hard mask with its edge blurred (sigma 3-15% of the keypoints' span), scaled to a random
+    blend weight."""
     sigma = float(span.mean() * rng.uniform(0.03, 0.15))
     mask = cv2.GaussianBlur(mask, (0, 0), sigmaX=sigma)
     peak = mask.max()

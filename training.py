@@ -254,6 +254,7 @@ class TrainConfig:
     pseudo_fakes: bool = True  # every real face is also shown as a self-blended pseudo-fake, new each epoch
     degrade: bool = True  # the same random degradations of poor video for every class
     dfdc_fake_share: float = 0.25  # with pseudo-fakes: the share of the dataset's own fakes shown each epoch
+    part_share: float = 0.0  # the share of pseudo-fakes blended over one part of the face (mouth, eyes, nose)
     fake_weight: float = 0.45  # the fakes' share of the loss: below half, a face that shows no trace leans real
     init: str = ""  # a trained .keras model of the same shape to start from (fine-tuning); "": from scratch
     batch_size: int = 128
@@ -290,14 +291,20 @@ class Faces:
         return len(self.rows)
 
     def crop(
-        self, index: int, kind: int, size: int | None, rng: np.random.Generator | None, degrade: bool
+        self,
+        index: int,
+        kind: int,
+        size: int | None,
+        rng: np.random.Generator | None,
+        degrade: bool,
+        part_share: float = 0.0,
     ) -> np.ndarray:
         """The crop the network sees for face ``index`` made as ``kind``, resized to size x size (None:
         as cut). With ``rng`` the box is jittered and the crop flipped at random; ``degrade`` adds the
-        random degradations."""
+        random degradations; ``part_share`` of the pseudo-fakes are blended over one part of the face."""
         image = self.contexts[index]
         if kind == PSEUDO_FAKE:
-            image, _ = augmentation.self_blend(image, self.keypoints[index], rng)
+            image, _ = augmentation.self_blend(image, self.keypoints[index], rng, part_share)
         box = tuple(int(v) for v in self.boxes[index])
         if rng is not None:
             box = augmentation.jittered_box(box, image.shape[1], image.shape[0], rng)
@@ -378,7 +385,12 @@ def training_batches(faces: Faces, config: TrainConfig, workers: int = 2) -> Ite
                 crops = list(
                     pool.map(
                         lambda item: faces.crop(
-                            item[0][0], item[0][1], config.input_size, np.random.default_rng(item[1]), config.degrade
+                            item[0][0],
+                            item[0][1],
+                            config.input_size,
+                            np.random.default_rng(item[1]),
+                            config.degrade,
+                            config.part_share,
                         ),
                         zip(batch, crop_seeds, strict=True),
                     )

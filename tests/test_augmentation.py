@@ -46,6 +46,47 @@ def test_the_blend_boundary_falls_inside_the_crop():
     assert inside >= 80
 
 
+@pytest.mark.parametrize("seed", range(30))
+def test_a_part_pseudo_fake_changes_one_part_inside_the_crop(seed):
+    """Blended over the mouth, the eyes or the nose and mouth: the image changes only inside the mask,
+    the mask's seam lies inside the crop, and it leaves some of the five keypoints out."""
+    image = face_image()
+    fake, mask = augmentation.self_blend(image, ASTRONAUT_KEYPOINTS, np.random.default_rng(seed), part_share=1.0)
+    outside = mask == 0
+    assert np.array_equal(fake[outside], image[outside])
+    x1, y1, x2, y2 = astronaut_crop_box()
+    assert not np.array_equal(fake[y1:y2, x1:x2], image[y1:y2, x1:x2])
+    ys, xs = np.nonzero(mask >= mask.max() / 2)
+    assert xs.min() > x1 and xs.max() < x2 and ys.min() > y1 and ys.max() < y2
+    xs, ys = np.rint(ASTRONAUT_KEYPOINTS).astype(int).T
+    assert not (mask[ys, xs] >= mask.max() / 2).all()  # one part, never the eyes, nose and mouth at once
+
+
+def test_part_masks_cover_each_part():
+    """Each of the three parts is drawn, and each is where it should be: the mouth mask holds the mouth
+    corners and not the eyes, the eye mask the eyes and not the mouth."""
+    shape = face_image().shape[:2]
+    left_eye, right_eye, nose, left_mouth, right_mouth = np.rint(ASTRONAUT_KEYPOINTS).astype(int)
+    seen = set()
+    for seed in range(60):
+        mask = augmentation.part_mask(shape, ASTRONAUT_KEYPOINTS, np.random.default_rng(seed))
+        covered = {
+            name: mask[y, x] >= mask.max() / 2
+            for name, (x, y) in zip(
+                ("left_eye", "right_eye", "nose", "left_mouth", "right_mouth"),
+                (left_eye, right_eye, nose, left_mouth, right_mouth),
+                strict=True,
+            )
+        }
+        if covered["left_eye"] and covered["right_eye"]:
+            assert not covered["left_mouth"] and not covered["right_mouth"]
+            seen.add("eyes")
+        elif covered["left_mouth"] or covered["right_mouth"]:
+            assert not covered["left_eye"] and not covered["right_eye"]
+            seen.add("nose_and_mouth" if covered["nose"] else "mouth")
+    assert seen == set(augmentation.PARTS)
+
+
 def test_pseudo_fakes_differ_from_one_draw_to_the_next():
     image = face_image()
     first, _ = augmentation.self_blend(image, ASTRONAUT_KEYPOINTS, np.random.default_rng(1))

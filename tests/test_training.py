@@ -192,16 +192,17 @@ def test_train_on_a_dataset_without_face_regions_says_to_rebuild_it(runner, tmp_
 def test_the_training_pipeline_shows_every_real_face_also_as_a_pseudo_fake(tmp_path, monkeypatch):
     dataset = tiny_dataset(tmp_path / "tiny")
     faces = training.load_faces(dataset, "train")
-    blended = []
+    blended, part_shares = [], []
 
-    def spy(image, keypoints, rng):
-        fake, mask = real_self_blend(image, keypoints, rng)
+    def spy(image, keypoints, rng, part_share=0.0):
+        fake, mask = real_self_blend(image, keypoints, rng, part_share)
         blended.append(fake)
+        part_shares.append(part_share)
         return fake, mask
 
     real_self_blend = augmentation.self_blend
     monkeypatch.setattr(augmentation, "self_blend", spy)
-    config = training.TrainConfig(input_size=64, batch_size=8, degrade=False, dfdc_fake_share=0.0)
+    config = training.TrainConfig(input_size=64, batch_size=8, degrade=False, dfdc_fake_share=0.0, part_share=0.3)
     batches = training.training_batches(faces, config)
     crops, labels, weights = [], [], []
     for _ in range(3):  # 9 real faces, each as itself and as a pseudo-fake: 18 examples, 3 batches
@@ -216,6 +217,11 @@ def test_the_training_pipeline_shows_every_real_face_also_as_a_pseudo_fake(tmp_p
     next_epoch = [next(batches)[1] for _ in range(3)]
     assert len(blended) == 18 and sum(y.sum() for y in next_epoch) == 9  # new pseudo-fakes each epoch
     assert not any(np.array_equal(a, b) for a, b in zip(blended[:9], blended[9:], strict=True))
+    assert set(part_shares) == {0.3}  # some pseudo-fakes are blended over one part of the face
+
+    part_shares.clear()
+    training.validation_sets(faces, 64, seed=1)
+    assert part_shares and set(part_shares) == {0.0}  # val keeps its whole-face pseudo-fakes: one yardstick
 
 
 def test_epoch_plan_keeps_a_group_together_and_weighs_the_datasets_fakes():
