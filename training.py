@@ -368,7 +368,7 @@ def training_batches(faces: Faces, config: TrainConfig, workers: int = 2) -> Ite
     many of them the epoch holds."""
     from concurrent.futures import ThreadPoolExecutor
 
-    seeds = np.random.SeedSequence(config.seed)
+    seeds = np.random.SeedSequence(stream_entropy(config))
     with ThreadPoolExecutor(workers) as pool:  # OpenCV lets go of the GIL: threads make crops in parallel
         for epoch_seed in seeds.spawn(10**6):
             rng = np.random.default_rng(epoch_seed)
@@ -397,6 +397,19 @@ def training_batches(faces: Faces, config: TrainConfig, workers: int = 2) -> Ite
                 )
                 y = labels[start : start + len(batch)]
                 yield np.stack(crops), y, np.array([weight[float(v)] for v in y], dtype=np.float32)
+
+
+def stream_entropy(config: TrainConfig) -> list[int]:
+    """What seeds the training examples (epoch plans, pseudo-fakes, degradations) and the dropout: the
+    seed and, when fine-tuning, the starting model's digest. A stage of a chain that starts from the
+    stage before thus sees new examples, not the very ones its starting model was trained on (with the
+    seed alone every stage replayed the same six epochs); the val sets stay drawn from the seed alone,
+    so every stage is judged on the same."""
+    entropy = [config.seed]
+    if config.init:
+        digest = hashlib.sha256(Path(config.init).read_bytes()).digest()
+        entropy.append(int.from_bytes(digest[:8], "big"))
+    return entropy
 
 
 @dataclass
@@ -468,7 +481,8 @@ def train(
     import keras
 
     say = progress or log.info
-    keras.utils.set_random_seed(config.seed)
+    entropy = stream_entropy(config)
+    keras.utils.set_random_seed(int(np.random.SeedSequence(entropy).generate_state(1)[0]))
     started = time.perf_counter()
     train_faces = load_faces(dataset, "train", config.limit)
     val_faces = load_faces(dataset, "val", config.limit)
@@ -535,6 +549,7 @@ def train(
     calibrated = metrics.apply_temperature(val_scores, temperature)
     report = {
         "config": dataclasses.asdict(config),
+        "stream_entropy": entropy,  # the seed and the starting model's digest
         "train_faces": len(train_faces),
         "val_faces": len(val_faces),
         "examples_per_epoch": examples,

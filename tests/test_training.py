@@ -224,6 +224,25 @@ def test_the_training_pipeline_shows_every_real_face_also_as_a_pseudo_fake(tmp_p
     assert part_shares and set(part_shares) == {0.0}  # val keeps its whole-face pseudo-fakes: one yardstick
 
 
+def test_each_stage_of_a_chain_sees_new_examples(tmp_path):
+    """Fine-tuning draws its examples from the seed and the starting model: the same start gives the
+    same examples (a rerun is reproducible), another start gives others (a chain's stage does not replay
+    the examples its starting model was trained on)."""
+    faces = training.load_faces(tiny_dataset(tmp_path / "tiny"), "train")
+    first, second = tmp_path / "first.keras", tmp_path / "second.keras"
+    first.write_bytes(b"one model")
+    second.write_bytes(b"another model")
+
+    def examples(init: str) -> np.ndarray:
+        config = training.TrainConfig(input_size=32, batch_size=18, init=init)
+        return next(training.training_batches(faces, config))[0]
+
+    assert np.array_equal(examples(str(first)), examples(str(first)))
+    assert not np.array_equal(examples(str(first)), examples(str(second)))
+    assert not np.array_equal(examples(""), examples(str(first)))
+    assert training.stream_entropy(training.TrainConfig()) == [training.TrainConfig.seed]
+
+
 def test_epoch_plan_keeps_a_group_together_and_weighs_the_datasets_fakes():
     rows = [{"group": g} for g in ["a", "a", "b", "b", "c", "a"]]
     labels = np.array([0, 1, 0, 1, 0, 1], dtype=np.float32)
