@@ -162,9 +162,8 @@ def degrade(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     if rng.random() < 0.3:
         small = cv2.GaussianBlur(small, (0, 0), sigmaX=rng.uniform(0.4, 1.5))
     if rng.random() < 0.2:
-        noise = np.empty(small.shape, dtype=np.int16)
-        cv2.randn(noise, 0.0, float(rng.uniform(2, 8)))
-        small = np.clip(small.astype(np.int16) + noise, 0, 255).astype(np.uint8)
+        noise = rng.normal(0.0, rng.uniform(2, 8), size=small.shape)  # from rng, not OpenCV's global generator
+        small = np.clip(small + np.rint(noise), 0, 255).astype(np.uint8)
     if rng.random() < 0.7:
         small = jpeg(small, int(rng.integers(30, 96)))
     if small.shape[:2] != (height, width):

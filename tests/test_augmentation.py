@@ -100,6 +100,8 @@ def test_degradations_vary_and_keep_the_size():
     assert all(out.shape == crop.shape and out.dtype == np.uint8 for out in outputs)
     changed = [not np.array_equal(out, crop) for out in outputs]
     assert 0.5 < np.mean(changed) < 1.0  # most draws degrade, a few leave the crop as it is
+    again = [augmentation.degrade(crop, np.random.default_rng(seed)) for seed in range(30)]
+    assert all(np.array_equal(a, b) for a, b in zip(outputs, again, strict=True))  # the rng decides everything
 
 
 def test_low_quality_shrinks_a_crop_until_it_is_flagged():
