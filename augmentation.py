@@ -51,8 +51,7 @@ def face_mask(shape: tuple[int, int], keypoints: np.ndarray, rng: np.random.Gene
     span = np.maximum(keypoints.max(axis=0) - keypoints.min(axis=0), 4.0)
     mask = np.zeros((height, width), dtype=np.float32)
     if rng.random() < 0.5:
-        eyes = keypoints[1] - keypoints[0]
-        angle = float(np.degrees(np.arctan2(eyes[1], eyes[0]))) + rng.uniform(-5, 5)
+        angle = _eye_line_angle(keypoints, rng)
         axes = (span / 2) * rng.uniform(1.2, 1.9, size=2)
         shift = span * rng.uniform(-0.05, 0.05, size=2)
         cv2.ellipse(
@@ -90,8 +89,7 @@ def part_mask(shape: tuple[int, int], keypoints: np.ndarray, rng: np.random.Gene
     keypoints = np.asarray(keypoints, dtype=np.float32)
     span = np.maximum(keypoints.max(axis=0) - keypoints.min(axis=0), 4.0)
     eyes, mouth = keypoints[:2], keypoints[3:]
-    eye_line = eyes[1] - eyes[0]
-    angle = float(np.degrees(np.arctan2(eye_line[1], eye_line[0]))) + rng.uniform(-5, 5)
+    angle = _eye_line_angle(keypoints, rng)
     eye_to_mouth = float(np.linalg.norm(mouth.mean(axis=0) - eyes.mean(axis=0)))
     mouth_width = float(np.linalg.norm(mouth[1] - mouth[0]))
     part = PARTS[int(rng.integers(len(PARTS)))]
@@ -101,7 +99,7 @@ def part_mask(shape: tuple[int, int], keypoints: np.ndarray, rng: np.random.Gene
         axes = (mouth_width * rng.uniform(0.55, 0.8), eye_to_mouth * rng.uniform(0.25, 0.45))
     elif part == "eyes":
         centre = eyes.mean(axis=0)
-        axes = (float(np.linalg.norm(eye_line)) * rng.uniform(0.6, 0.85), eye_to_mouth * rng.uniform(0.25, 0.4))
+        axes = (float(np.linalg.norm(eyes[1] - eyes[0])) * rng.uniform(0.6, 0.85), eye_to_mouth * rng.uniform(0.25, 0.4))
     else:
         centre = (keypoints[2] + mouth.mean(axis=0)) / 2
         axes = (mouth_width * rng.uniform(0.6, 0.85), eye_to_mouth * rng.uniform(0.4, 0.6))
@@ -109,6 +107,13 @@ def part_mask(shape: tuple[int, int], keypoints: np.ndarray, rng: np.random.Gene
     mask = np.zeros((height, width), dtype=np.float32)
     cv2.ellipse(mask, (tuple(float(v) for v in centre), (2 * axes[0], 2 * axes[1]), angle), 1.0, thickness=-1)
     return _softened(mask, span, rng)
+
+
+def _eye_line_angle(keypoints: np.ndarray, rng: np.random.Generator) -> float:
+    """The angle of the line through the eyes, in degrees, tilted by up to 5 degrees at random: how a
+    mask lines up with the face."""
+    eyes = keypoints[1] - keypoints[0]
+    return float(np.degrees(np.arctan2(eyes[1], eyes[0]))) + rng.uniform(-5, 5)
 
 
 def _softened(mask: np.ndarray, span: np.ndarray, rng: np.random.Generator) -> np.ndarray:
