@@ -99,7 +99,10 @@ def part_mask(shape: tuple[int, int], keypoints: np.ndarray, rng: np.random.Gene
         axes = (mouth_width * rng.uniform(0.55, 0.8), eye_to_mouth * rng.uniform(0.25, 0.45))
     elif part == "eyes":
         centre = eyes.mean(axis=0)
-        axes = (float(np.linalg.norm(eyes[1] - eyes[0])) * rng.uniform(0.6, 0.85), eye_to_mouth * rng.uniform(0.25, 0.4))
+        axes = (
+            float(np.linalg.norm(eyes[1] - eyes[0])) * rng.uniform(0.6, 0.85),
+            eye_to_mouth * rng.uniform(0.25, 0.4),
+        )
     else:
         centre = (keypoints[2] + mouth.mean(axis=0)) / 2
         axes = (mouth_width * rng.uniform(0.6, 0.85), eye_to_mouth * rng.uniform(0.4, 0.6))
