@@ -175,6 +175,10 @@ def test_fine_tuning_starts_from_the_given_model(runner, tmp_path):
     assert metrics["config"]["init"].endswith("deepfake_crop_cnn.keras")
     assert metrics["examples_per_epoch"] == 18  # no pseudo-fakes: every face once
     assert [row["epoch"] for row in metrics["history"]] == [0, 1]
+    for row in metrics["history"]:  # the part-only pseudo-fakes are reported, not scored
+        assert row["val_auc_parts"] is not None
+        scored = [row["val_auc_dfdc"], row["val_auc_pseudo"], row["val_auc_degraded"]]
+        assert row["val_score"] == pytest.approx(np.mean([v for v in scored if v is not None]), abs=2e-4)
 
 
 def test_train_on_a_dataset_without_face_regions_says_to_rebuild_it(runner, tmp_path):
@@ -220,8 +224,10 @@ def test_the_training_pipeline_shows_every_real_face_also_as_a_pseudo_fake(tmp_p
     assert set(part_shares) == {0.3}  # some pseudo-fakes are blended over one part of the face
 
     part_shares.clear()
-    training.validation_sets(faces, 64, seed=1)
-    assert part_shares and set(part_shares) == {0.0}  # val keeps its whole-face pseudo-fakes: one yardstick
+    sets = training.validation_sets(faces, 64, seed=1)
+    # The scored val pseudo-fakes stay whole-face (one yardstick); the part-only ones are a set of their own.
+    assert part_shares == [0.0] * 9 + [1.0] * 9
+    assert len(sets.pseudo[0]) == len(sets.parts[0]) == 18 and sets.parts[1].tolist() == [0.0] * 9 + [1.0] * 9
 
 
 def test_each_stage_of_a_chain_sees_new_examples(tmp_path):
