@@ -300,6 +300,22 @@ def train_command(dataset: Path, out: Path | None, **options) -> None:
     )
 
 
+@cli.cli.command("average-models")
+@click.argument("dataset", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("models", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
+def average_models_command(dataset: Path, models: tuple[Path, ...], out: Path) -> None:
+    """Average the weights of MODELS (stages of one training chain) into one model, calibrated on
+    DATASET's val split; print the val figures of each model and of the average."""
+    try:
+        report = training.average_models(
+            dataset, list(models), out, model_name=services().settings.local_model_path.name, progress=click.echo
+        )
+    except ValueError as error:
+        raise click.ClickException(str(error)) from error
+    click.echo(f"val score {report['best']['val_score']}; temperature {report['temperature']}; model in {out}")
+
+
 @cli.cli.command("evaluate")
 @click.argument("sets", nargs=-1)
 @click.option(

@@ -545,16 +545,10 @@ def train(
     checkpoint.unlink()
     best = max((row for row in history if row["epoch"] > 0), key=lambda row: row["val_score"])
 
-    # Calibrate on the val split's real data, as filmed and degraded, and fold the temperature into
-    # the last layer, so the shipped network's P(DeepFake) is the calibrated one.
-    val_scores = np.concatenate([_predict(network, sets.dfdc[0]), _predict(network, sets.degraded[0])])
-    val_labels = np.concatenate([sets.dfdc[1], sets.degraded[1]])
-    temperature = metrics.fit_temperature(val_labels, val_scores)
     shipped = model.build(config.input_size, stem=config.stem, dropout=config.dropout)
     shipped.set_weights(network.get_weights())  # no optimizer state: a third of the size
-    model.apply_temperature(shipped, temperature)
+    calibration = calibrate(shipped, sets)
     shipped.save(out / model_name)
-    calibrated = metrics.apply_temperature(val_scores, temperature)
     report = {
         "config": dataclasses.asdict(config),
         "stream_entropy": entropy,  # the seed and the starting model's digest
@@ -563,13 +557,85 @@ def train(
         "examples_per_epoch": examples,
         "best_epoch": best["epoch"],
         "best": best,
+        **calibration,
+        "history": history,
+        "train_seconds": round(time.perf_counter() - started, 1),
+    }
+    (out / "metrics.json").write_text(json.dumps(report, indent=2))
+    say(f"wrote {out / model_name} and {out / 'metrics.json'}")
+    return report
+
+
+def calibrate(network, sets: ValidationSets) -> dict:
+    """Fit the temperature on the val split's real data, as filmed and degraded, and fold it into
+    ``network``'s last layer, so the saved network's P(DeepFake) is the calibrated one. Returns the
+    temperature and the val calibration before and after."""
+    val_scores = np.concatenate([_predict(network, sets.dfdc[0]), _predict(network, sets.degraded[0])])
+    val_labels = np.concatenate([sets.dfdc[1], sets.degraded[1]])
+    temperature = metrics.fit_temperature(val_labels, val_scores)
+    model.apply_temperature(network, temperature)
+    calibrated = metrics.apply_temperature(val_scores, temperature)
+    return {
         "temperature": round(temperature, 4),
         "val_calibration": {
             "before": metrics.calibration(val_labels, val_scores),
             "after": metrics.calibration(val_labels, calibrated),
         },
-        "history": history,
-        "train_seconds": round(time.perf_counter() - started, 1),
+    }
+
+
+def average_models(
+    dataset: Path,
+    paths: list[Path],
+    out: Path,
+    *,
+    seed: int = TrainConfig.seed,
+    model_name: str = "deepfake_crop_cnn.keras",
+    progress: Callable[[str], None] | None = None,
+) -> dict:
+    """Average the weights of ``paths`` into one network and calibrate it on `val`, as `train` does;
+    write ``out/<model_name>`` and ``out/metrics.json``.
+
+    Models fine-tuned one from another (the stages of a chain) lie in one basin of the loss, so the
+    mean of their weights is a working network that is often more robust off the training
+    distribution than any of them ("model soups", Wortsman et al., ICML 2022). Each model's temperature
+    is part of its last layer; the average is calibrated anew. The val figures of every model and of
+    the average are reported side by side: the val score says whether the average is worth shipping.
+    """
+    tf_runtime.load()
+    import keras
+
+    say = progress or log.info
+    started = time.perf_counter()
+    networks = [keras.models.load_model(path, compile=False) for path in paths]
+    shapes = [[weight.shape for weight in network.get_weights()] for network in networks]
+    if len(networks) < 2 or any(shape != shapes[0] for shape in shapes):
+        raise ValueError("average needs two or more models of the same network (same layers and sizes)")
+    val_faces = load_faces(dataset, "val")
+    if not (val_faces.labels == 0).any():
+        raise ValueError(f"{dataset} needs real crops in its val split")
+    sets = validation_sets(val_faces, int(networks[0].input_shape[1]), seed)
+    ingredients = []
+    for path, network in zip(paths, networks, strict=True):
+        digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        ingredients.append({"model": str(path), "sha256": digest, **validate(network, sets)})
+        say(f"{path}: " + ", ".join(f"{k} {v}" for k, v in ingredients[-1].items() if k.startswith("val_")))
+    average = networks[0]
+    average.set_weights(
+        [np.mean(weights, axis=0) for weights in zip(*(n.get_weights() for n in networks), strict=True)]
+    )
+    figures = validate(average, sets)
+    say("average: " + ", ".join(f"{k} {v}" for k, v in figures.items()))
+    calibration = calibrate(average, sets)
+    out.mkdir(parents=True, exist_ok=True)
+    average.save(out / model_name)
+    report = {
+        "averaged": ingredients,
+        "seed": seed,
+        "val_faces": len(val_faces),
+        "best": figures,
+        **calibration,
+        "seconds": round(time.perf_counter() - started, 1),
     }
     (out / "metrics.json").write_text(json.dumps(report, indent=2))
     say(f"wrote {out / model_name} and {out / 'metrics.json'}")

@@ -13,6 +13,7 @@ import pytest
 
 import augmentation
 import face
+import model
 import training
 from app import create_app
 from config import Settings
@@ -179,6 +180,49 @@ def test_fine_tuning_starts_from_the_given_model(runner, tmp_path):
         assert row["val_auc_parts"] is not None
         scored = [row["val_auc_dfdc"], row["val_auc_pseudo"], row["val_auc_degraded"]]
         assert row["val_score"] == pytest.approx(np.mean([v for v in scored if v is not None]), abs=2e-4)
+
+
+def test_average_models_averages_the_weights_and_calibrates_the_average(runner, tmp_path):
+    import hashlib
+
+    import keras
+
+    dataset = tiny_dataset(tmp_path / "tiny")
+    paths = []
+    for seed in (1, 2):
+        keras.utils.set_random_seed(seed)
+        path = tmp_path / f"stage{seed}.keras"
+        model.build(32, widths=(8, 16), stem=4).save(path)
+        paths.append(path)
+    result = runner.invoke(args=["average-models", str(dataset), *map(str, paths), "--out", str(tmp_path / "avg")])
+    assert result.exit_code == 0, result.output
+    assert "average: val_auc_dfdc" in result.output and "val score" in result.output
+
+    report = json.loads((tmp_path / "avg" / "metrics.json").read_text())
+    assert [row["sha256"] for row in report["averaged"]] == [hashlib.sha256(p.read_bytes()).hexdigest() for p in paths]
+    assert all("val_score" in row for row in report["averaged"]) and "val_auc_parts" in report["best"]
+    inputs = [keras.models.load_model(path, compile=False).get_weights() for path in paths]
+    expected = [np.mean(weights, axis=0) for weights in zip(*inputs, strict=True)]
+    averaged = keras.models.load_model(tmp_path / "avg" / "deepfake_crop_cnn.keras", compile=False).get_weights()
+    assert not np.allclose(inputs[0][0], inputs[1][0])  # two different models went in
+    for got, mean in zip(averaged[:-2], expected[:-2], strict=True):
+        assert np.allclose(got, mean, atol=1e-6)
+    temperature = report["temperature"]  # divides the last layer (kernel, bias): the calibration
+    assert temperature > 0
+    for got, mean in zip(averaged[-2:], expected[-2:], strict=True):
+        assert np.allclose(got, mean / temperature, rtol=1e-3, atol=1e-6)
+
+
+def test_average_models_refuses_models_of_different_networks(runner, tmp_path):
+    dataset = tiny_dataset(tmp_path / "tiny")
+    model.build(32, widths=(8, 16), stem=4).save(tmp_path / "a.keras")
+    model.build(32, widths=(8,), stem=4).save(tmp_path / "b.keras")
+    for models in (["a.keras", "b.keras"], ["a.keras"]):
+        args = ["average-models", str(dataset), *(str(tmp_path / m) for m in models), "--out", str(tmp_path / "avg")]
+        result = runner.invoke(args=args)
+        assert result.exit_code != 0
+        assert "two or more models of the same network" in result.output
+    assert not (tmp_path / "avg").exists()
 
 
 def test_train_on_a_dataset_without_face_regions_says_to_rebuild_it(runner, tmp_path):
