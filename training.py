@@ -597,8 +597,8 @@ def average_models(
     write ``out/<model_name>`` and ``out/metrics.json``.
 
     Models fine-tuned one from another (the stages of a chain) lie in one basin of the loss, so the
-    mean of their weights is a working network that is often more robust off the training
-    distribution than any of them ("model soups", Wortsman et al., ICML 2022). Each model's temperature
+    mean of their weights is a working network, at times more robust off the training distribution
+    than any of them ("model soups", Wortsman et al., ICML 2022). Each model's temperature
     is part of its last layer; the average is calibrated anew. The val figures of every model and of
     the average are reported side by side: the val score says whether the average is worth shipping.
     """

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import hashlib
 import json
 from pathlib import Path
 
@@ -183,8 +184,6 @@ def test_fine_tuning_starts_from_the_given_model(runner, tmp_path):
 
 
 def test_average_models_averages_the_weights_and_calibrates_the_average(runner, tmp_path):
-    import hashlib
-
     import keras
 
     dataset = tiny_dataset(tmp_path / "tiny")
