@@ -458,8 +458,10 @@ def validate(network, sets: ValidationSets) -> dict:
     epoch: the mean ROC AUC over the val split as cut, degraded, and against pseudo-fakes (all three
     must hold: the swaps it was shown, poor video, and the traces of blending that any swap leaves).
     The ROC AUC against part-of-the-face pseudo-fakes is reported beside them, not scored, so that the
-    score stays the yardstick every stage of the chain was chosen by."""
-    scores = {name: _predict(network, getattr(sets, name)[0]) for name in ("dfdc", "pseudo", "degraded", "parts")}
+    score stays the yardstick every stage of the chain was chosen by. Crops are scored as analysis
+    scores them (`model.MirroredScorer`)."""
+    score = model.MirroredScorer(network)
+    scores = {name: _predict(score, getattr(sets, name)[0]) for name in ("dfdc", "pseudo", "degraded", "parts")}
     figures = {f"val_auc_{name}": metrics.roc_auc(getattr(sets, name)[1], scores[name]) for name in scores}
     real = sets.degraded[1] == 0
     figures["val_degraded_false_alarms"] = float((scores["degraded"][real] >= 0.5).mean())
@@ -468,10 +470,9 @@ def validate(network, sets: ValidationSets) -> dict:
     return {key: None if value is None else round(value, 4) for key, value in figures.items()}
 
 
-def _predict(network, crops: np.ndarray) -> np.ndarray:
-    return np.concatenate(
-        [network(crops[start : start + 256], training=False).numpy().reshape(-1) for start in range(0, len(crops), 256)]
-    )
+def _predict(score: model.MirroredScorer, crops: np.ndarray) -> np.ndarray:
+    """P(DeepFake) of each crop as analysis computes it."""
+    return np.concatenate([score(crops[start : start + 256]) for start in range(0, len(crops), 256)])
 
 
 def train(
@@ -570,7 +571,8 @@ def calibrate(network, sets: ValidationSets) -> dict:
     """Fit the temperature on the val split's real data, as filmed and degraded, and fold it into
     ``network``'s last layer, so the saved network's P(DeepFake) is the calibrated one. Returns the
     temperature and the val calibration before and after."""
-    val_scores = np.concatenate([_predict(network, sets.dfdc[0]), _predict(network, sets.degraded[0])])
+    score = model.MirroredScorer(network)
+    val_scores = np.concatenate([_predict(score, sets.dfdc[0]), _predict(score, sets.degraded[0])])
     val_labels = np.concatenate([sets.dfdc[1], sets.degraded[1]])
     temperature = metrics.fit_temperature(val_labels, val_scores)
     model.apply_temperature(network, temperature)
