@@ -99,6 +99,7 @@ def test_upload_watch_progress_and_read_the_verdict(served, browser, tmp_path):
     page.click("text=My analyses")
     assert page.locator("#mine li").count() == 1
     page.click("#mine a")
+    page.wait_for_load_state("networkidle")  # the results page's crops again, all sent before leaving
     page.click("#delete-link")
     assert page.locator("h1").inner_text() == "Delete this analysis?"  # asks first
     page.click("#confirm-delete")
