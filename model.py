@@ -65,7 +65,8 @@ class MirroredScorer:
     """P(DeepFake) of a network made by `build`, for a batch of uint8 crops at its input size: the
     sigmoid of the mean of its logits for each crop and for the crop's mirror image (left and right
     swapped). A face and its mirror are equally real or fake, and the two views err differently: on
-    val, every stage of the chain scored about 0.007 higher this way (MODEL_CARD.md, "Mirrored views").
+    val, each of the four models tried scored 0.006 to 0.008 higher this way (MODEL_CARD.md, "Mirrored
+    views").
 
     Both views together cost less than two plain passes: the weights are read once from the network
     as it stands (batch normalisation, in its inference form, folded into the convolution before it)
