@@ -139,8 +139,11 @@ class MirroredScorer:
 
         self._score = score
 
-    def __call__(self, crops: np.ndarray) -> np.ndarray:
-        return self._score(crops).numpy()
+    def __call__(self, crops: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        """P(DeepFake) for each crop, ``batch_size`` crops a pass."""
+        return np.concatenate(
+            [self._score(crops[start : start + batch_size]).numpy() for start in range(0, len(crops), batch_size)]
+        )
 
 
 class LocalModel:
@@ -162,5 +165,5 @@ class LocalModel:
             return np.zeros(0, dtype=np.float32)
         batch = np.stack([resize(image, self.input_size) for image in images])
         with self._lock:
-            scores = [self.scorer(batch[start : start + batch_size]) for start in range(0, len(batch), batch_size)]
-        return np.concatenate(scores).astype(np.float32)
+            scores = self.scorer(batch, batch_size)
+        return scores.astype(np.float32)

@@ -461,18 +461,13 @@ def validate(network, sets: ValidationSets) -> dict:
     score stays the yardstick every stage of the chain was chosen by. Crops are scored as analysis
     scores them (`model.MirroredScorer`)."""
     score = model.MirroredScorer(network)
-    scores = {name: _predict(score, getattr(sets, name)[0]) for name in ("dfdc", "pseudo", "degraded", "parts")}
+    scores = {name: score(getattr(sets, name)[0]) for name in ("dfdc", "pseudo", "degraded", "parts")}
     figures = {f"val_auc_{name}": metrics.roc_auc(getattr(sets, name)[1], scores[name]) for name in scores}
     real = sets.degraded[1] == 0
     figures["val_degraded_false_alarms"] = float((scores["degraded"][real] >= 0.5).mean())
     # Without fakes in val (tiny sets) the pseudo-fakes alone pick the epoch.
     figures["val_score"] = float(np.mean([figures[key] for key in SCORED if figures[key] is not None]))
     return {key: None if value is None else round(value, 4) for key, value in figures.items()}
-
-
-def _predict(score: model.MirroredScorer, crops: np.ndarray) -> np.ndarray:
-    """P(DeepFake) of each crop as analysis computes it."""
-    return np.concatenate([score(crops[start : start + 256]) for start in range(0, len(crops), 256)])
 
 
 def train(
@@ -572,7 +567,7 @@ def calibrate(network, sets: ValidationSets) -> dict:
     ``network``'s last layer, so the saved network's P(DeepFake) is the calibrated one. Returns the
     temperature and the val calibration before and after."""
     score = model.MirroredScorer(network)
-    val_scores = np.concatenate([_predict(score, sets.dfdc[0]), _predict(score, sets.degraded[0])])
+    val_scores = np.concatenate([score(sets.dfdc[0]), score(sets.degraded[0])])
     val_labels = np.concatenate([sets.dfdc[1], sets.degraded[1]])
     temperature = metrics.fit_temperature(val_labels, val_scores)
     model.apply_temperature(network, temperature)
