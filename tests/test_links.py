@@ -16,6 +16,15 @@ import jobs
 
 from .conftest import azure_with, wait_for_job
 
+# A socket of an HTTP response that no one closed (closed by its connection while a reader still held
+# it) is garbage-collected at a moment set by allocation, here inside yt-dlp's import of its
+# extractors, and was raised as an unraisable-exception warning in a test that did not leak it (two CI
+# rehearsals in five, always /page.html, never reproduced with a collection after every test). Only that
+# warning, on socket objects, is ignored in this module; every assertion stands.
+pytestmark = pytest.mark.filterwarnings(
+    r"ignore:Exception ignored in. <socket\.socket:pytest.PytestUnraisableExceptionWarning"
+)
+
 
 class FakeWeb:
     """Serves the test clip and every way a link can go wrong, on ``host``."""
