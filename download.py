@@ -135,6 +135,29 @@ class _Logger:
         log.info("yt-dlp: %s", message)
 
 
+@contextlib.contextmanager
+def _closing_responses(downloader) -> Iterator[None]:
+    """Every HTTP response ``downloader`` opens is closed on the way out. yt-dlp's HTTP downloader
+    closes the file but not the connection when a progress hook stops it mid-file (too large, timed
+    out, job deleted): the site would keep sending into a connection nobody reads until Python's
+    cycle collector happened to free it."""
+    opened = []
+    urlopen = downloader.urlopen
+
+    def recording_urlopen(request):
+        response = urlopen(request)
+        opened.append(response)
+        return response
+
+    downloader.urlopen = recording_urlopen
+    try:
+        yield
+    finally:
+        for response in opened:
+            with contextlib.suppress(Exception):
+                response.close()
+
+
 Progress = Callable[[int, int], None]  # bytes so far, bytes expected (0: unknown)
 
 
@@ -196,7 +219,11 @@ def fetch(url: str, folder: Path, limits: Limits, progress: Progress | None = No
         "updatetime": False,
     }
     try:
-        with _public_addresses_only(not limits.allow_private), yt_dlp.YoutubeDL(options) as downloader:
+        with (
+            _public_addresses_only(not limits.allow_private),
+            yt_dlp.YoutubeDL(options) as downloader,
+            _closing_responses(downloader),
+        ):
             downloader.extract_info(url, download=True)
             refused = _guard.refused
     except LinkError:

@@ -5,6 +5,7 @@ that need their loopback server set."""
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -16,21 +17,13 @@ import jobs
 
 from .conftest import azure_with, wait_for_job
 
-# A socket of an HTTP response that no one closed (closed by its connection while a reader still held
-# it) is garbage-collected at a moment set by allocation, here inside yt-dlp's import of its
-# extractors, and was raised as an unraisable-exception warning in a test that did not leak it (two CI
-# rehearsals in five, always /page.html, never reproduced with a collection after every test). Only that
-# warning, on socket objects, is ignored in this module; every assertion stands.
-pytestmark = pytest.mark.filterwarnings(
-    r"ignore:Exception ignored in. <socket\.socket:pytest.PytestUnraisableExceptionWarning"
-)
-
 
 class FakeWeb:
     """Serves the test clip and every way a link can go wrong, on ``host``."""
 
     def __init__(self, video: bytes, host: str = "127.0.0.1"):
         self.video = video
+        self.streams: list[threading.Event] = []  # one a GET of the liar, set when it stops sending
         web = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -62,18 +55,22 @@ class FakeWeb:
                         self.wfile.write(body)
 
             def _stream(self, head):
-                """Announces a small file (to HEAD), then sends, with no length, more than any limit."""
+                """Announces a small file (to HEAD), then sends, with no length, more than any limit
+                (a gigabyte, more than the loopback's buffers hold): until the client hangs up."""
                 self.send_response(200)
                 self.send_header("Content-Type", "video/mp4")
                 if head:
                     self.send_header("Content-Length", "1000")
                 self.end_headers()
                 if not head:
+                    ended = threading.Event()
+                    web.streams.append(ended)
                     try:
-                        for _ in range(400):
+                        for _ in range(2**14):
                             self.wfile.write(b"\0" * 2**16)
                     except OSError:
                         pass
+                    ended.set()
 
             def _redirect(self, location):
                 self.send_response(302)
@@ -161,6 +158,21 @@ def test_a_link_that_cannot_give_a_video_fails_plainly_and_leaves_nothing(link_a
     assert job.failure.code == code
     assert words in client.get(f"/api/videos/{job_id}").get_json()["error"]
     assert folder_is_empty(link_app, job_id)
+
+
+def test_a_download_stopped_mid_file_hangs_up_at_once(fake_web, tmp_path):
+    """Stopped past the size limit, the fetch closes its connection then, not whenever the cycle
+    collector frees the response (the site would go on sending into it until then)."""
+    limits = download.Limits(max_bytes=2 * 2**20, max_seconds=60, timeout_s=30, allow_private=True)
+    gc.disable()
+    try:
+        with pytest.raises(download.LinkError) as stopped:
+            download.fetch(fake_web.url("/liar.mp4"), tmp_path, limits)
+        assert stopped.value.code == download.TOO_LARGE
+        assert fake_web.streams and all(ended.wait(10) for ended in fake_web.streams), "a connection was left open"
+    finally:
+        gc.enable()
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize(
