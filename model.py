@@ -140,10 +140,9 @@ class MirroredScorer:
         self._score = score
 
     def __call__(self, crops: np.ndarray, batch_size: int = 256) -> np.ndarray:
-        """P(DeepFake) for each crop, ``batch_size`` crops a pass."""
-        return np.concatenate(
-            [self._score(crops[start : start + batch_size]).numpy() for start in range(0, len(crops), batch_size)]
-        )
+        """P(DeepFake) for each crop, ``batch_size`` crops a pass (none for no crops)."""
+        parts = [self._score(crops[start : start + batch_size]).numpy() for start in range(0, len(crops), batch_size)]
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
 
 
 class LocalModel:

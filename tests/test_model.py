@@ -51,6 +51,7 @@ def test_the_score_is_the_mean_logit_of_the_network_for_a_crop_and_its_mirror(ne
     assert scores.shape == (len(batch),)
     assert np.allclose(logit(scores), (logit(plain) + logit(flipped)) / 2, atol=1e-4)
     assert np.array_equal(model.MirroredScorer(network)(mirrored), scores)
+    assert model.MirroredScorer(network)(batch[:0]).shape == (0,)
 
 
 def test_a_temperature_in_the_last_layer_divides_the_scorers_logit(network):
