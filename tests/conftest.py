@@ -13,7 +13,7 @@ import imageio_ffmpeg
 import numpy as np
 import pytest
 from skimage import data
-from werkzeug.serving import make_server
+from werkzeug.serving import WSGIRequestHandler, make_server
 
 from app import create_app
 from config import Settings
@@ -235,6 +235,49 @@ def azure_settings(server: FakeCustomVision, **overrides) -> Settings:
     return Settings.from_mapping(values)
 
 
+class _ClosedOnce:
+    """An app's response whose close() runs at most once."""
+
+    def __init__(self, response):
+        self._response = response
+        self._closed = False
+
+    def __iter__(self):
+        return iter(self._response)
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            if hasattr(self._response, "close"):
+                self._response.close()
+
+
+class ClosingRequestHandler(WSGIRequestHandler):
+    """werkzeug's request handler, but the response is always closed, as gunicorn closes it.
+
+    werkzeug 3.1.9's `run_wsgi` closes the response last in a `finally` that first drains the
+    request; when the client has already hung up, that read raises ConnectionResetError and the
+    close is skipped, so a file sent with send_file stays open until the cycle collector finds it:
+    an unraisable ResourceWarning in whichever test runs then. A browser hangs up on the images
+    still loading when a page navigates away."""
+
+    @staticmethod
+    def wrap(app):
+        def remembering(environ, start_response):
+            response = environ["tests.response"] = _ClosedOnce(app(environ, start_response))
+            return response
+
+        return remembering
+
+    def run_wsgi(self) -> None:
+        try:
+            super().run_wsgi()
+        finally:
+            response = getattr(self, "environ", {}).get("tests.response")
+            if response is not None:
+                response.close()
+
+
 @pytest.fixture
 def live_server():
     """Serves an app on a free loopback port in a thread (threaded, like gunicorn's threads); its
@@ -242,7 +285,9 @@ def live_server():
     servers = []
 
     def serve(app) -> str:
-        server = make_server("127.0.0.1", 0, app, threaded=True)
+        server = make_server(
+            "127.0.0.1", 0, ClosingRequestHandler.wrap(app), threaded=True, request_handler=ClosingRequestHandler
+        )
         threading.Thread(target=server.serve_forever, daemon=True).start()
         servers.append(server)
         return f"http://127.0.0.1:{server.server_port}"
