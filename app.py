@@ -254,6 +254,12 @@ def build_dataset_command(src: Path, out: Path) -> None:
     help="Degrade real and fake crops alike at random (JPEG, rescaling, blur, noise).",
 )
 @click.option(
+    "--recolour/--no-recolour",
+    default=training.TrainConfig.recolour,
+    show_default=True,
+    help="Show real and fake crops alike in other colours at random (exposure, gamma, white balance, saturation).",
+)
+@click.option(
     "--dfdc-fake-share",
     type=float,
     default=training.TrainConfig.dfdc_fake_share,
@@ -330,7 +336,8 @@ def average_models_command(dataset: Path, models: tuple[Path, ...], out: Path) -
 def evaluate_command(sets: tuple[str, ...], split: str, json_path: str | None) -> None:
     """Score the classifier on several SETS at once, side by side.
 
-    A SET is a build-dataset folder (its split is scored as cut and degraded to low quality) or a
+    A SET is a build-dataset folder (its split is scored as cut, degraded to low quality, and in other
+    colours) or a
     folder of real/ and fake/ videos analysed as the app does; FOLDER@N analyses one frame in N.
     Default: datasets/dfdc_crops ../shared/data/videos ../shared/data/celebdf_faces@5.
     """

@@ -1,5 +1,5 @@
-"""How well a classifier does: on the crops of a build-dataset folder (as cut, and degraded as a poor
-video gives them), on folders of real/ and fake/ videos analysed end to end, and on several such sets
+"""How well a classifier does: on the crops of a build-dataset folder (as cut, degraded as a poor
+video gives them, and in the colours of other cameras), on folders of real/ and fake/ videos analysed end to end, and on several such sets
 at once, side by side.
 
 No Flask in here: app.py's `evaluate` command wraps it.
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,10 +24,13 @@ import metrics
 import pipeline
 import training
 
-# The sets `evaluate` reports on by default: the DFDC test crops (as cut and degraded), the labelled
+# The sets `evaluate` reports on by default: the DFDC test crops (as cut, degraded, recoloured), the labelled
 # sample videos at the app's own frame interval, and the Celeb-DF face clips at one frame in five
 # (at the default 50 each of their 24 frames would give one crop).
 STANDARD_SETS = ("datasets/dfdc_crops", "../shared/data/videos", "../shared/data/celebdf_faces@5")
+# How a dataset's crops are scored: as cut; degraded as a poor video gives them (`augmentation.low_quality`);
+# in another camera's colours (`augmentation.recolour`, drawn once for each crop from its name).
+CONDITIONS = ("as cut", "degraded", "recoloured")
 
 
 @dataclass(frozen=True)
@@ -52,10 +56,10 @@ class EvaluationSet:
         return (self.path / training.LABELS_FILE).is_file()
 
     def work(self, split: str | None) -> int:
-        """How many items evaluating this set scores: a dataset's crops twice (as cut, degraded), or
+        """How many items evaluating this set scores: a dataset's crops once in each of CONDITIONS, or
         the videos of a folder."""
         if self.is_dataset:
-            return 2 * training.count_rows(self.path, split)
+            return len(CONDITIONS) * training.count_rows(self.path, split)
         return len(_videos(self.path))
 
 
@@ -68,14 +72,14 @@ def evaluate_sets(
     split: str | None = "test",
     progress: Callable[[int], None] | None = None,
 ) -> dict:
-    """Every set's report, side by side: a dataset's ``split`` as cut and degraded, a video folder
+    """Every set's report, side by side: a dataset's ``split`` in each of CONDITIONS, a video folder
     analysed end to end at its frame interval. ``progress`` is called with the items done since its
     last call (see `EvaluationSet.work`)."""
     reports = []
     for chosen in sets:
         if chosen.is_dataset:
-            for low_quality in (False, True):
-                reports.append(evaluate_dataset(chosen.path, classifier, split, progress, low_quality=low_quality))
+            for condition in CONDITIONS:
+                reports.append(evaluate_dataset(chosen.path, classifier, split, progress, condition=condition))
         else:
             interval = chosen.frame_interval or settings.frame_interval
             reports.append(
@@ -94,8 +98,19 @@ def _videos(folder: Path) -> list[training.Source]:
     return [source for source in training.find_sources(folder) if source.path.suffix.lower() in face.VIDEO_EXTENSIONS]
 
 
-def _set_name(dataset: Path, split: str | None, low_quality: bool) -> str:
-    return f"{dataset.name} {split or 'all'}" + (", degraded" if low_quality else "")
+def _set_name(dataset: Path, split: str | None, condition: str) -> str:
+    return f"{dataset.name} {split or 'all'}" + ("" if condition == CONDITIONS[0] else f", {condition}")
+
+
+def _as_seen(image, name: str, condition: str):
+    """A crop in ``condition`` (one of CONDITIONS); a recoloured crop's colours are drawn from its name,
+    so every run and every model sees the same."""
+    if condition == "degraded":
+        return augmentation.low_quality(image)
+    if condition == "recoloured":
+        seed = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big")
+        return augmentation.recolour(image, np.random.default_rng(seed))
+    return image
 
 
 def evaluate_dataset(
@@ -103,24 +118,25 @@ def evaluate_dataset(
     classifier,
     split: str | None = "test",
     progress: Callable[[int], None] | None = None,
-    low_quality: bool = False,
+    condition: str = CONDITIONS[0],
 ) -> dict:
     """Score every crop of ``split`` (all crops when None) of a build-dataset folder with ``classifier``.
 
     Crop level: each crop against its label, at the verdict threshold (the more probable tag).
     Video level: each source's crops through the verdict rule. Per group: accuracy of each group.
-    With ``low_quality``, every crop is first degraded as a low-quality video would give it
-    (see `augmentation.low_quality`): how many false alarms that brings is the original project's complaint.
+    ``condition`` (one of CONDITIONS) says how the crops are shown: degraded as a low-quality video
+    would give them, how many false alarms that brings is the original project's complaint; recoloured,
+    how many a camera or grade other than DFDC's brings.
     """
+    if condition not in CONDITIONS:
+        raise ValueError(f"unknown condition {condition!r}: one of {', '.join(CONDITIONS)}")
     with (dataset / training.LABELS_FILE).open(newline="") as handle:
         rows = [row for row in csv.DictReader(handle) if split is None or row["split"] == split]
     if not rows:
         raise ValueError(f"{dataset / training.LABELS_FILE} has no crops in split {split!r}")
     predictions, flagged = [], 0
     for batch in pipeline.batches(rows, 256):
-        images = [face.read_image(dataset / row["crop"]) for row in batch]
-        if low_quality:
-            images = [augmentation.low_quality(image) for image in images]
+        images = [_as_seen(face.read_image(dataset / row["crop"]), row["crop"], condition) for row in batch]
         flagged += sum(1 for image in images if face.quality_flags(image))
         predictions += classifier.classify(images)
         if progress:
@@ -143,10 +159,10 @@ def evaluate_dataset(
     )
     return {
         "kind": "dataset",
-        "name": _set_name(dataset, split, low_quality),
+        "name": _set_name(dataset, split, condition),
         "path": str(dataset),
         "split": split,
-        "low_quality": low_quality,
+        "condition": condition,
         "quality_flagged": round(flagged / len(rows), 4),  # the share of crops with a quality flag
         "classifier": classifier.name,
         "crop_level": crop_level,

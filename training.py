@@ -253,6 +253,7 @@ class TrainConfig:
     group_batches: bool = True  # a group's crops (a real video and the fakes made from it) share a batch
     pseudo_fakes: bool = True  # every real face is also shown as a self-blended pseudo-fake, new each epoch
     degrade: bool = True  # the same random degradations of poor video for every class
+    recolour: bool = True  # the same random colours of other cameras, light and grading for every class
     dfdc_fake_share: float = 0.25  # with pseudo-fakes: the share of the dataset's own fakes shown each epoch
     part_share: float = 0.3  # the share of pseudo-fakes blended over one part of the face (mouth, eyes, nose)
     fake_weight: float = 0.45  # the fakes' share of the loss: below half, a face that shows no trace leans real
@@ -298,10 +299,12 @@ class Faces:
         rng: np.random.Generator | None,
         degrade: bool,
         part_share: float = 0.0,
+        recolour: float = 0.0,
     ) -> np.ndarray:
         """The crop the network sees for face ``index`` made as ``kind``, resized to size x size (None:
-        as cut). With ``rng`` the box is jittered and the crop flipped at random; ``degrade`` adds the
-        random degradations; ``part_share`` of the pseudo-fakes are blended over one part of the face."""
+        as cut). With ``rng`` the box is jittered and the crop flipped at random; ``part_share`` of the
+        pseudo-fakes are blended over one part of the face; ``recolour`` of the crops are shown in
+        other colours (`augmentation.recolour`), and ``degrade`` adds the random degradations."""
         image = self.contexts[index]
         if kind == PSEUDO_FAKE:
             image, _ = augmentation.self_blend(image, self.keypoints[index], rng, part_share)
@@ -310,6 +313,8 @@ class Faces:
             box = augmentation.jittered_box(box, image.shape[1], image.shape[0], rng)
         x1, y1, x2, y2 = box
         crop = image[y1:y2, x1:x2]
+        if recolour and rng.random() < recolour:
+            crop = augmentation.recolour(crop, rng)
         if degrade:
             crop = augmentation.degrade(crop, rng)
         if size:
@@ -391,6 +396,7 @@ def training_batches(faces: Faces, config: TrainConfig, workers: int = 2) -> Ite
                             np.random.default_rng(item[1]),
                             config.degrade,
                             config.part_share,
+                            augmentation.RECOLOUR_SHARE if config.recolour else 0.0,
                         ),
                         zip(batch, crop_seeds, strict=True),
                     )
@@ -415,13 +421,15 @@ def stream_entropy(config: TrainConfig) -> list[int]:
 @dataclass
 class ValidationSets:
     """What picks the epoch, fixed once: the val split's crops as cut (``dfdc``), its real faces
-    against pseudo-fakes of them (``pseudo``), and its crops degraded as a poor video would give them
-    (``degraded``). ``parts`` (real faces against pseudo-fakes blended over one part of the face, as
-    face reenactment leaves them) is reported, not scored. Each is (crops, labels)."""
+    against pseudo-fakes of them (``pseudo``), its crops degraded as a poor video would give them
+    (``degraded``) and in the colours of other cameras (``recoloured``). ``parts`` (real faces against
+    pseudo-fakes blended over one part of the face, as face reenactment leaves them) is reported, not
+    scored. Each is (crops, labels)."""
 
     dfdc: tuple[np.ndarray, np.ndarray]
     pseudo: tuple[np.ndarray, np.ndarray]
     degraded: tuple[np.ndarray, np.ndarray]
+    recoloured: tuple[np.ndarray, np.ndarray]
     parts: tuple[np.ndarray, np.ndarray]
 
 
@@ -442,29 +450,43 @@ def validation_sets(faces: Faces, size: int, seed: int) -> ValidationSets:
             for i in range(len(faces))
         ]
     )
+    colours = np.random.default_rng([seed, 2])
+    recoloured = np.stack(
+        [
+            model.resize(augmentation.recolour(faces.crop(i, REAL, None, None, False), colours), size)
+            for i in range(len(faces))
+        ]
+    )
     return ValidationSets(
         dfdc=(clean, faces.labels),
         pseudo=against_pseudo_fakes(np.random.default_rng(seed), part_share=0.0),
         degraded=(degraded, faces.labels),
+        recoloured=(recoloured, faces.labels),
         parts=against_pseudo_fakes(np.random.default_rng([seed, 1]), part_share=1.0),  # leaves the others as drawn
     )
 
 
-SCORED = ("val_auc_dfdc", "val_auc_pseudo", "val_auc_degraded")
+SCORED = ("val_auc_dfdc", "val_auc_pseudo", "val_auc_degraded", "val_auc_recoloured")
 
 
 def validate(network, sets: ValidationSets) -> dict:
-    """ROC AUC on each val set, the false alarms on degraded real crops, and the score that picks the
-    epoch: the mean ROC AUC over the val split as cut, degraded, and against pseudo-fakes (all three
-    must hold: the swaps it was shown, poor video, and the traces of blending that any swap leaves).
-    The ROC AUC against part-of-the-face pseudo-fakes is reported beside them, not scored, so that the
-    score stays the yardstick every stage of the chain was chosen by. Crops are scored as analysis
-    scores them (`model.MirroredScorer`)."""
+    """ROC AUC on each val set, the false alarms on degraded and recoloured real crops, and the score
+    that picks the epoch: the mean ROC AUC over the val split as cut, degraded, recoloured, and against
+    pseudo-fakes (all four must hold: the swaps it was shown, poor video, other cameras' colours, and
+    the traces of blending that any swap leaves). Until stage 35 the score left out the recoloured set
+    (`val_score_without_colours` keeps that yardstick). The ROC AUC against part-of-the-face
+    pseudo-fakes is reported beside them, not scored. Crops are scored as analysis scores them
+    (`model.MirroredScorer`)."""
     score = model.MirroredScorer(network)
-    scores = {name: score(getattr(sets, name)[0]) for name in ("dfdc", "pseudo", "degraded", "parts")}
+    names = ("dfdc", "pseudo", "degraded", "recoloured", "parts")
+    scores = {name: score(getattr(sets, name)[0]) for name in names}
     figures = {f"val_auc_{name}": metrics.roc_auc(getattr(sets, name)[1], scores[name]) for name in scores}
-    real = sets.degraded[1] == 0
-    figures["val_degraded_false_alarms"] = float((scores["degraded"][real] >= 0.5).mean())
+    for name in ("degraded", "recoloured"):
+        real = getattr(sets, name)[1] == 0
+        figures[f"val_{name}_false_alarms"] = float((scores[name][real] >= 0.5).mean())
+    figures["val_score_without_colours"] = float(
+        np.mean([figures[key] for key in SCORED[:3] if figures[key] is not None])
+    )
     # Without fakes in val (tiny sets) the pseudo-fakes alone pick the epoch.
     figures["val_score"] = float(np.mean([figures[key] for key in SCORED if figures[key] is not None]))
     return {key: None if value is None else round(value, 4) for key, value in figures.items()}
@@ -563,12 +585,12 @@ def train(
 
 
 def calibrate(network, sets: ValidationSets) -> dict:
-    """Fit the temperature on the val split's real data, as filmed and degraded, and fold it into
+    """Fit the temperature on the val split's real data, as filmed, degraded and recoloured, and fold it into
     ``network``'s last layer, so the saved network's P(DeepFake) is the calibrated one. Returns the
     temperature and the val calibration before and after."""
     score = model.MirroredScorer(network)
-    val_scores = np.concatenate([score(sets.dfdc[0]), score(sets.degraded[0])])
-    val_labels = np.concatenate([sets.dfdc[1], sets.degraded[1]])
+    val_scores = np.concatenate([score(sets.dfdc[0]), score(sets.degraded[0]), score(sets.recoloured[0])])
+    val_labels = np.concatenate([sets.dfdc[1], sets.degraded[1], sets.recoloured[1]])
     temperature = metrics.fit_temperature(val_labels, val_scores)
     model.apply_temperature(network, temperature)
     calibrated = metrics.apply_temperature(val_scores, temperature)

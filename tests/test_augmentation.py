@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
@@ -102,6 +103,29 @@ def test_degradations_vary_and_keep_the_size():
     assert 0.5 < np.mean(changed) < 1.0  # most draws degrade, a few leave the crop as it is
     again = [augmentation.degrade(crop, np.random.default_rng(seed)) for seed in range(30)]
     assert all(np.array_equal(a, b) for a, b in zip(outputs, again, strict=True))  # the rng decides everything
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_recolouring_maps_every_colour_the_same_way_over_the_whole_image(seed):
+    crop = face_image()[60:200, 170:280]
+    twice = np.concatenate([crop, crop], axis=1)  # the same face side by side
+    out = augmentation.recolour(twice, np.random.default_rng(seed))
+    assert out.shape == twice.shape and out.dtype == np.uint8
+    assert np.array_equal(out[:, : crop.shape[1]], out[:, crop.shape[1] :])  # no place in the image is singled out
+    assert np.abs(out.astype(int) - twice).mean() > 1  # the colours did change
+    assert np.array_equal(out, augmentation.recolour(twice, np.random.default_rng(seed)))  # the rng decides
+
+
+def test_recolouring_spans_brighter_darker_and_greyer_and_more_colourful():
+    crop = face_image()[60:200, 170:280]
+    hsv = cv2.cvtColor(crop, cv2.COLOR_RGB2HSV).astype(float)
+    brightness, saturation = [], []
+    for seed in range(60):
+        out = cv2.cvtColor(augmentation.recolour(crop, np.random.default_rng(seed)), cv2.COLOR_RGB2HSV).astype(float)
+        brightness.append(out[..., 2].mean() / hsv[..., 2].mean())
+        saturation.append(out[..., 1].mean() / hsv[..., 1].mean())
+    assert min(brightness) < 0.85 and max(brightness) > 1.15
+    assert min(saturation) < 0.8 and max(saturation) > 1.2
 
 
 def test_low_quality_shrinks_a_crop_until_it_is_flagged():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import dataclasses
 import hashlib
 import json
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 
 import augmentation
 import face
+import metrics
 import model
 import training
 from app import create_app
@@ -179,8 +181,10 @@ def test_fine_tuning_starts_from_the_given_model(runner, tmp_path):
     assert [row["epoch"] for row in metrics["history"]] == [0, 1]
     for row in metrics["history"]:  # the part-only pseudo-fakes are reported, not scored
         assert row["val_auc_parts"] is not None
-        scored = [row["val_auc_dfdc"], row["val_auc_pseudo"], row["val_auc_degraded"]]
+        scored = [row["val_auc_dfdc"], row["val_auc_pseudo"], row["val_auc_degraded"], row["val_auc_recoloured"]]
         assert row["val_score"] == pytest.approx(np.mean([v for v in scored if v is not None]), abs=2e-4)
+        before = [v for v in scored[:3] if v is not None]  # the yardstick of stages 1 to 34
+        assert row["val_score_without_colours"] == pytest.approx(np.mean(before), abs=2e-4)
 
 
 def test_average_models_averages_the_weights_and_calibrates_the_average(runner, tmp_path):
@@ -273,6 +277,39 @@ def test_the_training_pipeline_shows_every_real_face_also_as_a_pseudo_fake(tmp_p
     assert len(sets.pseudo[0]) == len(sets.parts[0]) == 18 and sets.parts[1].tolist() == [0.0] * 9 + [1.0] * 9
 
 
+def test_the_training_pipeline_recolours_real_and_fake_faces_alike(tmp_path, monkeypatch):
+    faces = training.load_faces(tiny_dataset(tmp_path / "tiny"), "train")
+    recoloured = []
+
+    def spy(image, rng):
+        recoloured.append(image.shape)
+        return real_recolour(image, rng)
+
+    real_recolour = augmentation.recolour
+    monkeypatch.setattr(augmentation, "recolour", spy)
+    for kind in (training.REAL, training.PSEUDO_FAKE, training.DATASET_FAKE):
+        rng = np.random.default_rng(kind)
+        plain = faces.crop(0, kind, 32, np.random.default_rng(kind), False)
+        assert not recoloured
+        coloured = faces.crop(0, kind, 32, rng, False, recolour=1.0)
+        assert len(recoloured) == 1 and not np.array_equal(plain, coloured)
+        recoloured.clear()
+
+    def recoloured_share(config: training.TrainConfig) -> float:
+        recoloured.clear()
+        batches = training.training_batches(faces, config)
+        examples = sum(len(next(batches)[1]) for _ in range(4))
+        return len(recoloured) / examples
+
+    config = training.TrainConfig(input_size=32, batch_size=9, degrade=False, dfdc_fake_share=1.0)
+    assert 0.5 < recoloured_share(config) < 1.0  # about RECOLOUR_SHARE of every kind of example
+    assert recoloured_share(dataclasses.replace(config, recolour=False)) == 0.0
+
+    sets = training.validation_sets(faces, 32, seed=1)  # every val crop once more, recoloured
+    assert len(sets.recoloured[0]) == len(sets.dfdc[0]) and np.array_equal(sets.recoloured[1], sets.dfdc[1])
+    assert not np.array_equal(sets.recoloured[0], sets.dfdc[0])
+
+
 def test_each_stage_of_a_chain_sees_new_examples(tmp_path):
     """Fine-tuning draws its examples from the seed and the starting model: the same start gives the
     same examples (a rerun is reproducible), another start gives others (a chain's stage does not replay
@@ -347,7 +384,7 @@ def test_evaluate_on_a_case_known_by_hand(runner, app, tmp_path):
     app.extensions["deepfake"].classifier = BrightnessClassifier()
     result = runner.invoke(args=["evaluate", str(folder), "--json", "-"])
     assert result.exit_code == 0, result.output
-    clean, degraded = json.loads(result.output[result.output.index("{") :])["sets"]
+    clean, degraded, recoloured = json.loads(result.output[result.output.index("{") :])["sets"]
     report = clean
     crops = report["crop_level"]
     # predicted fake: 230, 200, 150; fake crops: 230, 200, 60 -> 2 true fake, 1 false real, 1 false fake, 2 true real
@@ -363,15 +400,29 @@ def test_evaluate_on_a_case_known_by_hand(runner, app, tmp_path):
     groups = report["per_group"]
     assert groups["accuracy"] == {"g1": 1.0, "g2": pytest.approx(1 / 3, abs=1e-4)}
     assert "crop level: n=6 accuracy=0.6667 roc_auc=0.8889" in result.output
-    assert report["low_quality"] is False and report["quality_flagged"] == 1.0  # 40 px crops are small faces
+    assert report["condition"] == "as cut" and report["quality_flagged"] == 1.0  # 40 px crops are small faces
     # One real crop of three called fake; calibration: bins 0.0-0.1 (20/255: real), 0.1-0.2 (30/255: real)...
     assert crops["false_alarms"] == pytest.approx(1 / 3, abs=1e-4)
     low, high = crops["roc_auc_ci95"]
     assert low <= crops["roc_auc"] <= high <= 1.0
     assert "known test" in result.output and "known test, degraded" in result.output
 
-    assert degraded["low_quality"] is True and degraded["name"] == "known test, degraded"
+    assert degraded["condition"] == "degraded" and degraded["name"] == "known test, degraded"
     assert degraded["crop_level"]["confusion"] == crops["confusion"]  # flat colours survive the degradation
+
+    # Recoloured: each crop in the colours drawn from its name, the same in every run.
+    assert recoloured["condition"] == "recoloured" and recoloured["name"] == "known test, recoloured"
+    expected = []
+    for index, (_, red, _, _) in enumerate(cases):
+        image = np.zeros((40, 40, 3), dtype=np.uint8)
+        image[..., 0] = red
+        seed = int.from_bytes(hashlib.sha256(f"crops/{index}.png".encode()).digest()[:8], "big")
+        expected.append(augmentation.recolour(image, np.random.default_rng(seed))[..., 0].mean() / 255)
+    labels = [label == "fake" for label, *_ in cases]
+    assert recoloured["crop_level"]["roc_auc"] == pytest.approx(
+        metrics.roc_auc(np.array(labels), np.array(expected)), abs=1e-4
+    )
+    assert expected != [red / 255 for _, red, _, _ in cases]
 
 
 def test_upload_to_custom_vision_creates_tags_and_uploads_train_and_val(runner, app, tmp_path, fake_azure):
@@ -440,13 +491,19 @@ def test_evaluate_reports_several_sets_side_by_side(runner, app, source_folder, 
     )
     assert result.exit_code == 0, result.output
     sets = json.loads(result.output[result.output.index('{\n  "classifier"') :])["sets"]
-    assert [s["name"] for s in sets] == ["tiny val", "tiny val, degraded", "src (1 frame in 50)", "src (1 frame in 25)"]
+    assert [s["name"] for s in sets] == [
+        "tiny val",
+        "tiny val, degraded",
+        "tiny val, recoloured",
+        "src (1 frame in 50)",
+        "src (1 frame in 25)",
+    ]
     assert sets[0]["crop_level"]["count"] == 6
     # One frame in 25 samples the 60-frame clip 3 times, one in 50 twice.
-    assert [v["crops"] for v in sets[2]["videos"]] == [2, 1] and [v["crops"] for v in sets[3]["videos"]] == [3, 2]
+    assert [v["crops"] for v in sets[3]["videos"]] == [2, 1] and [v["crops"] for v in sets[4]["videos"]] == [3, 2]
     table = result.output.splitlines()
     header = next(i for i, line in enumerate(table) if line.startswith("set "))
-    assert [line.split("  ")[0].strip() for line in table[header + 2 : header + 6]] == [s["name"] for s in sets]
+    assert [line.split("  ")[0].strip() for line in table[header + 2 : header + 7]] == [s["name"] for s in sets]
     assert "ROC AUC [95% CI]" in table[header] and "ECE" in table[header]
 
 
