@@ -1,6 +1,6 @@
 """How well a classifier does: on the crops of a build-dataset folder (as cut, degraded as a poor
-video gives them, and in the colours of other cameras), on folders of real/ and fake/ videos analysed end to end, and on several such sets
-at once, side by side.
+video gives them, and in the colours of other cameras), on folders of real/ and fake/ videos analysed
+end to end, and on several such sets at once, side by side.
 
 No Flask in here: app.py's `evaluate` command wraps it.
 """
@@ -24,9 +24,9 @@ import metrics
 import pipeline
 import training
 
-# The sets `evaluate` reports on by default: the DFDC test crops (as cut, degraded, recoloured), the labelled
-# sample videos at the app's own frame interval, and the Celeb-DF face clips at one frame in five
-# (at the default 50 each of their 24 frames would give one crop).
+# The sets `evaluate` reports on by default: the DFDC test crops (as cut, degraded, recoloured), the
+# labelled sample videos at the app's own frame interval, and the Celeb-DF face clips at one frame in
+# five (at the default 50 each of their 24 frames would give one crop).
 STANDARD_SETS = ("datasets/dfdc_crops", "../shared/data/videos", "../shared/data/celebdf_faces@5")
 # How a dataset's crops are scored: as cut; degraded as a poor video gives them (`augmentation.low_quality`);
 # in another camera's colours (`augmentation.recolour`, drawn once for each crop from its name).
