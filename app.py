@@ -337,8 +337,8 @@ def evaluate_command(sets: tuple[str, ...], split: str, json_path: str | None) -
     """Score the classifier on several SETS at once, side by side.
 
     A SET is a build-dataset folder (its split is scored as cut, degraded to low quality, and in other
-    colours) or a
-    folder of real/ and fake/ videos analysed as the app does; FOLDER@N analyses one frame in N.
+    colours) or a folder of real/ and fake/ videos analysed as the app does; FOLDER@N analyses one
+    frame in N.
     Default: datasets/dfdc_crops ../shared/data/videos ../shared/data/celebdf_faces@5.
     """
     try:

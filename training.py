@@ -435,7 +435,8 @@ class ValidationSets:
 
 def validation_sets(faces: Faces, size: int, seed: int) -> ValidationSets:
     """The val sets, drawn once with ``seed`` so every epoch (and every run) is judged on the same."""
-    clean = np.stack([faces.crop(i, REAL, size, None, False) for i in range(len(faces))])
+    as_cut = [faces.crop(i, REAL, None, None, False) for i in range(len(faces))]
+    clean = np.stack([model.resize(crop, size) for crop in as_cut])
     reals = [i for i in range(len(faces)) if faces.labels[i] == 0]
 
     def against_pseudo_fakes(rng: np.random.Generator, part_share: float) -> tuple[np.ndarray, np.ndarray]:
@@ -444,19 +445,9 @@ def validation_sets(faces: Faces, size: int, seed: int) -> ValidationSets:
         ]
         return np.stack(crops), np.repeat(np.array([0.0, 1.0], dtype=np.float32), len(reals))
 
-    degraded = np.stack(
-        [
-            model.resize(augmentation.low_quality(faces.crop(i, REAL, None, None, False)), size)
-            for i in range(len(faces))
-        ]
-    )
+    degraded = np.stack([model.resize(augmentation.low_quality(crop), size) for crop in as_cut])
     colours = np.random.default_rng([seed, 2])
-    recoloured = np.stack(
-        [
-            model.resize(augmentation.recolour(faces.crop(i, REAL, None, None, False), colours), size)
-            for i in range(len(faces))
-        ]
-    )
+    recoloured = np.stack([model.resize(augmentation.recolour(crop, colours), size) for crop in as_cut])
     return ValidationSets(
         dfdc=(clean, faces.labels),
         pseudo=against_pseudo_fakes(np.random.default_rng(seed), part_share=0.0),
@@ -585,8 +576,8 @@ def train(
 
 
 def calibrate(network, sets: ValidationSets) -> dict:
-    """Fit the temperature on the val split's real data, as filmed, degraded and recoloured, and fold it into
-    ``network``'s last layer, so the saved network's P(DeepFake) is the calibrated one. Returns the
+    """Fit the temperature on the val split's real data, as filmed, degraded and recoloured, and fold
+    it into ``network``'s last layer, so the saved network's P(DeepFake) is the calibrated one. Returns the
     temperature and the val calibration before and after."""
     score = model.MirroredScorer(network)
     val_scores = np.concatenate([score(sets.dfdc[0]), score(sets.degraded[0]), score(sets.recoloured[0])])
