@@ -260,6 +260,12 @@ def build_dataset_command(src: Path, out: Path) -> None:
     help="Show real and fake crops alike in other colours at random (exposure, gamma, white balance, saturation).",
 )
 @click.option(
+    "--light-and-pose/--no-light-and-pose",
+    default=training.TrainConfig.light_and_pose,
+    show_default=True,
+    help="Show real and fake crops alike tilted, reframed and lit from one side at random.",
+)
+@click.option(
     "--dfdc-fake-share",
     type=float,
     default=training.TrainConfig.dfdc_fake_share,

@@ -1,5 +1,5 @@
 """How well a classifier does: on the crops of a build-dataset folder (as cut, degraded as a poor
-video gives them, and in the colours of other cameras), on folders of real/ and fake/ videos analysed
+video gives them, in the colours of other cameras, and lit from one side), on folders of real/ and fake/ videos analysed
 end to end, and on several such sets at once, side by side.
 
 No Flask in here: app.py's `evaluate` command wraps it.
@@ -24,13 +24,14 @@ import metrics
 import pipeline
 import training
 
-# The sets `evaluate` reports on by default: the DFDC test crops (as cut, degraded, recoloured), the
+# The sets `evaluate` reports on by default: the DFDC test crops (in each of CONDITIONS), the
 # labelled sample videos at the app's own frame interval, and the Celeb-DF face clips at one frame in
 # five (at the default 50 each of their 24 frames would give one crop).
 STANDARD_SETS = ("datasets/dfdc_crops", "../shared/data/videos", "../shared/data/celebdf_faces@5")
 # How a dataset's crops are scored: as cut; degraded as a poor video gives them (`augmentation.low_quality`);
-# in another camera's colours (`augmentation.recolour`, drawn once for each crop from its name).
-CONDITIONS = ("as cut", "degraded", "recoloured")
+# in another camera's colours (`augmentation.recolour`) and lit from one side (`augmentation.relight`),
+# each drawn once for each crop from its name.
+CONDITIONS = ("as cut", "degraded", "recoloured", "side-lit")
 
 
 @dataclass(frozen=True)
@@ -103,14 +104,19 @@ def _set_name(dataset: Path, split: str | None, condition: str) -> str:
 
 
 def _as_seen(image, name: str, condition: str):
-    """A crop in ``condition`` (one of CONDITIONS); a recoloured crop's colours are drawn from its name,
-    so every run and every model sees the same."""
+    """A crop in ``condition`` (one of CONDITIONS); a recoloured or side-lit crop's colours or light are
+    drawn from its name, so every run and every model sees the same."""
     if condition == "degraded":
         return augmentation.low_quality(image)
     if condition == "recoloured":
-        seed = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big")
-        return augmentation.recolour(image, np.random.default_rng(seed))
+        return augmentation.recolour(image, _drawn_from(name))
+    if condition == "side-lit":
+        return augmentation.relight(image, _drawn_from(f"side-lit {name}"))
     return image
+
+
+def _drawn_from(text: str) -> np.random.Generator:
+    return np.random.default_rng(int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big"))
 
 
 def evaluate_dataset(
@@ -126,7 +132,7 @@ def evaluate_dataset(
     Video level: each source's crops through the verdict rule. Per group: accuracy of each group.
     ``condition`` (one of CONDITIONS) says how the crops are shown: degraded as a low-quality video
     would give them, how many false alarms that brings is the original project's complaint; recoloured,
-    how many a camera or grade other than DFDC's brings.
+    how many a camera or grade other than DFDC's brings; side-lit, how many light from one side brings.
     """
     if condition not in CONDITIONS:
         raise ValueError(f"unknown condition {condition!r}: one of {', '.join(CONDITIONS)}")

@@ -254,6 +254,7 @@ class TrainConfig:
     pseudo_fakes: bool = True  # every real face is also shown as a self-blended pseudo-fake, new each epoch
     degrade: bool = True  # the same random degradations of poor video for every class
     recolour: bool = True  # the same random colours of other cameras, light and grading for every class
+    light_and_pose: bool = True  # the same random head tilts, framings and side light for every class
     dfdc_fake_share: float = 0.25  # with pseudo-fakes: the share of the dataset's own fakes shown each epoch
     part_share: float = 0.3  # the share of pseudo-fakes blended over one part of the face (mouth, eyes, nose)
     fake_weight: float = 0.45  # the fakes' share of the loss: below half, a face that shows no trace leans real
@@ -300,19 +301,26 @@ class Faces:
         degrade: bool,
         part_share: float = 0.0,
         recolour: float = 0.0,
+        light_and_pose: float = 0.0,
     ) -> np.ndarray:
         """The crop the network sees for face ``index`` made as ``kind``, resized to size x size (None:
         as cut). With ``rng`` the box is jittered and the crop flipped at random; ``part_share`` of the
         pseudo-fakes are blended over one part of the face; ``recolour`` of the crops are shown in
-        other colours (`augmentation.recolour`), and ``degrade`` adds the random degradations."""
+        other colours (`augmentation.recolour`); ``light_and_pose`` of them tilted and reframed
+        (`augmentation.reframed`) and, drawn apart, lit from one side (`augmentation.relight`); and
+        ``degrade`` adds the random degradations."""
         image = self.contexts[index]
         if kind == PSEUDO_FAKE:
             image, _ = augmentation.self_blend(image, self.keypoints[index], rng, part_share)
         box = tuple(int(v) for v in self.boxes[index])
+        if light_and_pose and rng.random() < light_and_pose:
+            image, box = augmentation.reframed(image, box, rng)
         if rng is not None:
             box = augmentation.jittered_box(box, image.shape[1], image.shape[0], rng)
         x1, y1, x2, y2 = box
         crop = image[y1:y2, x1:x2]
+        if light_and_pose and rng.random() < light_and_pose:
+            crop = augmentation.relight(crop, rng)
         if recolour and rng.random() < recolour:
             crop = augmentation.recolour(crop, rng)
         if degrade:
@@ -397,6 +405,7 @@ def training_batches(faces: Faces, config: TrainConfig, workers: int = 2) -> Ite
                             config.degrade,
                             config.part_share,
                             augmentation.RECOLOUR_SHARE if config.recolour else 0.0,
+                            augmentation.LIGHT_AND_POSE_SHARE if config.light_and_pose else 0.0,
                         ),
                         zip(batch, crop_seeds, strict=True),
                     )
@@ -422,7 +431,8 @@ def stream_entropy(config: TrainConfig) -> list[int]:
 class ValidationSets:
     """What picks the epoch, fixed once: the val split's crops as cut (``dfdc``), its real faces
     against pseudo-fakes of them (``pseudo``), its crops degraded as a poor video would give them
-    (``degraded``) and in the colours of other cameras (``recoloured``). ``parts`` (real faces against
+    (``degraded``), in the colours of other cameras (``recoloured``) and tilted, reframed and lit from
+    one side (``light_and_pose``). ``parts`` (real faces against
     pseudo-fakes blended over one part of the face, as face reenactment leaves them) is reported, not
     scored. Each is (crops, labels)."""
 
@@ -430,6 +440,7 @@ class ValidationSets:
     pseudo: tuple[np.ndarray, np.ndarray]
     degraded: tuple[np.ndarray, np.ndarray]
     recoloured: tuple[np.ndarray, np.ndarray]
+    light_and_pose: tuple[np.ndarray, np.ndarray]
     parts: tuple[np.ndarray, np.ndarray]
 
 
@@ -448,36 +459,40 @@ def validation_sets(faces: Faces, size: int, seed: int) -> ValidationSets:
     degraded = np.stack([model.resize(augmentation.low_quality(crop), size) for crop in as_cut])
     colours = np.random.default_rng([seed, 2])
     recoloured = np.stack([model.resize(augmentation.recolour(crop, colours), size) for crop in as_cut])
+    posing = np.random.default_rng([seed, 3])
+    posed = np.stack([faces.crop(i, REAL, size, posing, False, light_and_pose=1.0) for i in range(len(faces))])
     return ValidationSets(
         dfdc=(clean, faces.labels),
         pseudo=against_pseudo_fakes(np.random.default_rng(seed), part_share=0.0),
         degraded=(degraded, faces.labels),
         recoloured=(recoloured, faces.labels),
+        light_and_pose=(posed, faces.labels),
         parts=against_pseudo_fakes(np.random.default_rng([seed, 1]), part_share=1.0),  # leaves the others as drawn
     )
 
 
-SCORED = ("val_auc_dfdc", "val_auc_pseudo", "val_auc_degraded", "val_auc_recoloured")
+SCORED = ("val_auc_dfdc", "val_auc_pseudo", "val_auc_degraded", "val_auc_recoloured", "val_auc_light_and_pose")
 
 
 def validate(network, sets: ValidationSets) -> dict:
-    """ROC AUC on each val set, the false alarms on degraded and recoloured real crops, and the score
-    that picks the epoch: the mean ROC AUC over the val split as cut, degraded, recoloured, and against
-    pseudo-fakes (all four must hold: the swaps it was shown, poor video, other cameras' colours, and
-    the traces of blending that any swap leaves). Until stage 35 the score left out the recoloured set
-    (`val_score_without_colours` keeps that yardstick). The ROC AUC against part-of-the-face
+    """ROC AUC on each val set, the false alarms on its altered real crops, and the score that picks
+    the epoch: the mean ROC AUC over the val split as cut, degraded, recoloured, tilted and side-lit,
+    and against pseudo-fakes (all five must hold: the swaps it was shown, poor video, other cameras'
+    colours, other poses and light, and the traces of blending that any swap leaves). Until stage 35
+    the score left out the recoloured set and until stage 37 the tilted and side-lit one
+    (`val_score_without_colours` and `val_score_without_light_and_pose` keep those yardsticks). The
+    ROC AUC against part-of-the-face
     pseudo-fakes is reported beside them, not scored. Crops are scored as analysis scores them
     (`model.MirroredScorer`)."""
     score = model.MirroredScorer(network)
-    names = ("dfdc", "pseudo", "degraded", "recoloured", "parts")
+    names = ("dfdc", "pseudo", "degraded", "recoloured", "light_and_pose", "parts")
     scores = {name: score(getattr(sets, name)[0]) for name in names}
     figures = {f"val_auc_{name}": metrics.roc_auc(getattr(sets, name)[1], scores[name]) for name in scores}
-    for name in ("degraded", "recoloured"):
+    for name in ("degraded", "recoloured", "light_and_pose"):
         real = getattr(sets, name)[1] == 0
         figures[f"val_{name}_false_alarms"] = float((scores[name][real] >= 0.5).mean())
-    figures["val_score_without_colours"] = float(
-        np.mean([figures[key] for key in SCORED[:3] if figures[key] is not None])
-    )
+    for key, parts in (("val_score_without_colours", 3), ("val_score_without_light_and_pose", 4)):
+        figures[key] = float(np.mean([figures[name] for name in SCORED[:parts] if figures[name] is not None]))
     # Without fakes in val (tiny sets) the pseudo-fakes alone pick the epoch.
     figures["val_score"] = float(np.mean([figures[key] for key in SCORED if figures[key] is not None]))
     return {key: None if value is None else round(value, 4) for key, value in figures.items()}
@@ -576,12 +591,13 @@ def train(
 
 
 def calibrate(network, sets: ValidationSets) -> dict:
-    """Fit the temperature on the val split's real data, as filmed, degraded and recoloured, and fold
-    it into ``network``'s last layer, so the saved network's P(DeepFake) is the calibrated one. Returns the
-    temperature and the val calibration before and after."""
+    """Fit the temperature on the val split's real data, as filmed, degraded, recoloured, and tilted
+    and lit from one side, and fold it into ``network``'s last layer, so the saved network's
+    P(DeepFake) is the calibrated one. Returns the temperature and the val calibration before and after."""
     score = model.MirroredScorer(network)
-    val_scores = np.concatenate([score(sets.dfdc[0]), score(sets.degraded[0]), score(sets.recoloured[0])])
-    val_labels = np.concatenate([sets.dfdc[1], sets.degraded[1], sets.recoloured[1]])
+    kept = (sets.dfdc, sets.degraded, sets.recoloured, sets.light_and_pose)
+    val_scores = np.concatenate([score(crops) for crops, _ in kept])
+    val_labels = np.concatenate([labels for _, labels in kept])
     temperature = metrics.fit_temperature(val_labels, val_scores)
     model.apply_temperature(network, temperature)
     calibrated = metrics.apply_temperature(val_scores, temperature)

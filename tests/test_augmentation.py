@@ -128,6 +128,43 @@ def test_recolouring_spans_brighter_darker_and_greyer_and_more_colourful():
     assert min(saturation) < 0.8 and max(saturation) > 1.2
 
 
+def test_side_light_brightens_one_side_and_darkens_the_other():
+    grey = np.full((60, 80, 3), 128, dtype=np.uint8)
+    spans = []
+    for seed in range(30):
+        out = augmentation.relight(grey, np.random.default_rng(seed)).astype(float)
+        assert out.shape == grey.shape
+        assert abs(out.mean() - 128) < 6  # light moved across the face, not turned up or down
+        assert 1.1 * 128 <= out.max() <= 1.35 * 128 + 1 and 0.65 * 128 - 1 <= out.min() <= 0.9 * 128
+        rows, columns = np.gradient(out[..., 0])  # a gentle ramp, no edge
+        assert np.abs(rows).max() <= 2 and np.abs(columns).max() <= 2
+        spans.append(np.arctan2(rows.mean(), columns.mean()))
+    assert np.ptp(spans) > np.pi  # from every side
+    face_crop = face_image()[60:200, 170:280]
+    assert np.array_equal(
+        augmentation.relight(face_crop, np.random.default_rng(3)),
+        augmentation.relight(face_crop, np.random.default_rng(3)),
+    )
+
+
+def test_a_reframed_face_is_turned_about_the_box_and_the_box_rescaled_about_its_centre():
+    image = face_image()
+    box = astronaut_crop_box()
+    centre = np.array([box[0] + box[2], box[1] + box[3]]) / 2
+    size = np.array([box[2] - box[0], box[3] - box[1]])
+    turns = []
+    for seed in range(30):
+        turned, (x1, y1, x2, y2) = augmentation.reframed(image, box, np.random.default_rng(seed))
+        assert turned.shape == image.shape
+        assert np.allclose([(x1 + x2) / 2, (y1 + y2) / 2], centre, atol=1.5)
+        assert np.all(np.array([x2 - x1, y2 - y1]) >= 0.88 * size - 2)
+        assert np.all(np.array([x2 - x1, y2 - y1]) <= 1.12 * size + 2)
+        y, x = int(centre[1]), int(centre[0])
+        assert np.abs(turned[y - 1 : y + 2, x - 1 : x + 2].astype(int) - image[y - 1 : y + 2, x - 1 : x + 2]).max() < 40
+        turns.append(np.abs(turned.astype(int) - image).mean())
+    assert min(turns) < max(turns) and max(turns) > 5  # turned by different angles, some far
+
+
 def test_low_quality_shrinks_a_crop_until_it_is_flagged():
     sharp = face_image()[150:330, 170:350]
     assert face.quality_flags(sharp) == []

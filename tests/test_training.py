@@ -181,10 +181,12 @@ def test_fine_tuning_starts_from_the_given_model(runner, tmp_path):
     assert [row["epoch"] for row in metrics["history"]] == [0, 1]
     for row in metrics["history"]:  # the part-only pseudo-fakes are reported, not scored
         assert row["val_auc_parts"] is not None
-        scored = [row["val_auc_dfdc"], row["val_auc_pseudo"], row["val_auc_degraded"], row["val_auc_recoloured"]]
+        scored = [row[f"val_auc_{name}"] for name in ("dfdc", "pseudo", "degraded", "recoloured", "light_and_pose")]
         assert row["val_score"] == pytest.approx(np.mean([v for v in scored if v is not None]), abs=2e-4)
         before = [v for v in scored[:3] if v is not None]  # the yardstick of stages 1 to 34
         assert row["val_score_without_colours"] == pytest.approx(np.mean(before), abs=2e-4)
+        before = [v for v in scored[:4] if v is not None]  # the yardstick of stages 35 and 36
+        assert row["val_score_without_light_and_pose"] == pytest.approx(np.mean(before), abs=2e-4)
 
 
 def test_average_models_averages_the_weights_and_calibrates_the_average(runner, tmp_path):
@@ -310,6 +312,42 @@ def test_the_training_pipeline_recolours_real_and_fake_faces_alike(tmp_path, mon
     assert not np.array_equal(sets.recoloured[0], sets.dfdc[0])
 
 
+def test_the_training_pipeline_tilts_reframes_and_lights_real_and_fake_faces_alike(tmp_path, monkeypatch):
+    faces = training.load_faces(tiny_dataset(tmp_path / "tiny"), "train")
+    calls = {"reframed": 0, "relight": 0}
+
+    def spy(name, real):
+        def counted(*args):
+            calls[name] += 1
+            return real(*args)
+
+        return counted
+
+    for name in calls:
+        monkeypatch.setattr(augmentation, name, spy(name, getattr(augmentation, name)))
+    for kind in (training.REAL, training.PSEUDO_FAKE, training.DATASET_FAKE):
+        plain = faces.crop(0, kind, 32, np.random.default_rng(kind), False)
+        assert calls == {"reframed": 0, "relight": 0}
+        posed = faces.crop(0, kind, 32, np.random.default_rng(kind), False, light_and_pose=1.0)
+        assert calls == {"reframed": 1, "relight": 1} and not np.array_equal(plain, posed)
+        calls.update(reframed=0, relight=0)
+
+    def shares(config: training.TrainConfig) -> list[float]:
+        calls.update(reframed=0, relight=0)
+        batches = training.training_batches(faces, config)
+        examples = sum(len(next(batches)[1]) for _ in range(6))
+        return [calls["reframed"] / examples, calls["relight"] / examples]
+
+    config = training.TrainConfig(input_size=32, batch_size=9, degrade=False, recolour=False, dfdc_fake_share=1.0)
+    assert all(0.3 < share < 0.7 for share in shares(config))  # about LIGHT_AND_POSE_SHARE each
+    assert shares(dataclasses.replace(config, light_and_pose=False)) == [0.0, 0.0]
+
+    sets = training.validation_sets(faces, 32, seed=1)  # every val crop once more, tilted and side-lit
+    assert len(sets.light_and_pose[0]) == len(sets.dfdc[0])
+    assert np.array_equal(sets.light_and_pose[1], sets.dfdc[1])
+    assert not np.array_equal(sets.light_and_pose[0], sets.dfdc[0])
+
+
 def test_each_stage_of_a_chain_sees_new_examples(tmp_path):
     """Fine-tuning draws its examples from the seed and the starting model: the same start gives the
     same examples (a rerun is reproducible), another start gives others (a chain's stage does not replay
@@ -384,7 +422,7 @@ def test_evaluate_on_a_case_known_by_hand(runner, app, tmp_path):
     app.extensions["deepfake"].classifier = BrightnessClassifier()
     result = runner.invoke(args=["evaluate", str(folder), "--json", "-"])
     assert result.exit_code == 0, result.output
-    clean, degraded, recoloured = json.loads(result.output[result.output.index("{") :])["sets"]
+    clean, degraded, recoloured, side_lit = json.loads(result.output[result.output.index("{") :])["sets"]
     report = clean
     crops = report["crop_level"]
     # predicted fake: 230, 200, 150; fake crops: 230, 200, 60 -> 2 true fake, 1 false real, 1 false fake, 2 true real
@@ -423,6 +461,21 @@ def test_evaluate_on_a_case_known_by_hand(runner, app, tmp_path):
         metrics.roc_auc(np.array(labels), np.array(expected)), abs=1e-4
     )
     assert expected != [red / 255 for _, red, _, _ in cases]
+
+    # Side-lit: each crop lit from the side its name draws.
+    assert side_lit["condition"] == "side-lit" and side_lit["name"] == "known test, side-lit"
+    lit = []
+    for index, (_, red, _, _) in enumerate(cases):
+        image = np.zeros((40, 40, 3), dtype=np.uint8)
+        image[..., 0] = red
+        seed = int.from_bytes(hashlib.sha256(f"side-lit crops/{index}.png".encode()).digest()[:8], "big")
+        lit.append(augmentation.relight(image, np.random.default_rng(seed))[..., 0].mean() / 255)
+    assert side_lit["crop_level"]["roc_auc"] == pytest.approx(
+        metrics.roc_auc(np.array(labels), np.array(lit)), abs=1e-4
+    )
+    ece = side_lit["crop_level"]["calibration"]["ece"]  # the exact scores, not only their order
+    assert ece == pytest.approx(metrics.calibration(np.array(labels), np.array(lit))["ece"], abs=1e-4)
+    assert ece != pytest.approx(crops["calibration"]["ece"], abs=1e-3)
 
 
 def test_upload_to_custom_vision_creates_tags_and_uploads_train_and_val(runner, app, tmp_path, fake_azure):
@@ -495,15 +548,16 @@ def test_evaluate_reports_several_sets_side_by_side(runner, app, source_folder, 
         "tiny val",
         "tiny val, degraded",
         "tiny val, recoloured",
+        "tiny val, side-lit",
         "src (1 frame in 50)",
         "src (1 frame in 25)",
     ]
     assert sets[0]["crop_level"]["count"] == 6
     # One frame in 25 samples the 60-frame clip 3 times, one in 50 twice.
-    assert [v["crops"] for v in sets[3]["videos"]] == [2, 1] and [v["crops"] for v in sets[4]["videos"]] == [3, 2]
+    assert [v["crops"] for v in sets[4]["videos"]] == [2, 1] and [v["crops"] for v in sets[5]["videos"]] == [3, 2]
     table = result.output.splitlines()
     header = next(i for i, line in enumerate(table) if line.startswith("set "))
-    assert [line.split("  ")[0].strip() for line in table[header + 2 : header + 7]] == [s["name"] for s in sets]
+    assert [line.split("  ")[0].strip() for line in table[header + 2 : header + 8]] == [s["name"] for s in sets]
     assert "ROC AUC [95% CI]" in table[header] and "ECE" in table[header]
 
 
