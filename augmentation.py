@@ -201,7 +201,8 @@ def relight(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """The image lit from one side: its brightness rises linearly across it, in a direction drawn at
     random, from 1 - s to 1 + s times itself edge to edge (s 0.1-0.35). Applied to real and fake faces
     alike: the model shipped in 38fc630 called 9.0% of the real DFDC val crops DeepFake as cut and
-    about 21% with a ramp of 30 levels across them."""
+    about 21% with 30 levels added on one side and taken on the other; this ratio, gentler on dark
+    pixels, cost it less on the test crops (9.7%; `evaluate`, side-lit)."""
     height, width = image.shape[:2]
     angle = rng.uniform(0.0, 2 * np.pi)
     ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)

@@ -1,6 +1,6 @@
 """How well a classifier does: on the crops of a build-dataset folder (as cut, degraded as a poor
-video gives them, in the colours of other cameras, and lit from one side), on folders of real/ and fake/ videos analysed
-end to end, and on several such sets at once, side by side.
+video gives them, in the colours of other cameras, and lit from one side), on folders of real/ and
+fake/ videos analysed end to end, and on several such sets at once, side by side.
 
 No Flask in here: app.py's `evaluate` command wraps it.
 """

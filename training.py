@@ -432,9 +432,8 @@ class ValidationSets:
     """What picks the epoch, fixed once: the val split's crops as cut (``dfdc``), its real faces
     against pseudo-fakes of them (``pseudo``), its crops degraded as a poor video would give them
     (``degraded``), in the colours of other cameras (``recoloured``) and tilted, reframed and lit from
-    one side (``light_and_pose``). ``parts`` (real faces against
-    pseudo-fakes blended over one part of the face, as face reenactment leaves them) is reported, not
-    scored. Each is (crops, labels)."""
+    one side (``light_and_pose``). ``parts`` (real faces against pseudo-fakes blended over one part of
+    the face, as face reenactment leaves them) is reported, not scored. Each is (crops, labels)."""
 
     dfdc: tuple[np.ndarray, np.ndarray]
     pseudo: tuple[np.ndarray, np.ndarray]
@@ -481,9 +480,8 @@ def validate(network, sets: ValidationSets) -> dict:
     colours, other poses and light, and the traces of blending that any swap leaves). Until stage 35
     the score left out the recoloured set and until stage 37 the tilted and side-lit one
     (`val_score_without_colours` and `val_score_without_light_and_pose` keep those yardsticks). The
-    ROC AUC against part-of-the-face
-    pseudo-fakes is reported beside them, not scored. Crops are scored as analysis scores them
-    (`model.MirroredScorer`)."""
+    ROC AUC against part-of-the-face pseudo-fakes is reported beside them, not scored. Crops are
+    scored as analysis scores them (`model.MirroredScorer`)."""
     score = model.MirroredScorer(network)
     names = ("dfdc", "pseudo", "degraded", "recoloured", "light_and_pose", "parts")
     scores = {name: score(getattr(sets, name)[0]) for name in names}
