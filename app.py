@@ -342,9 +342,9 @@ def average_models_command(dataset: Path, models: tuple[Path, ...], out: Path) -
 def evaluate_command(sets: tuple[str, ...], split: str, json_path: str | None) -> None:
     """Score the classifier on several SETS at once, side by side.
 
-    A SET is a build-dataset folder (its split is scored as cut, degraded to low quality, and in other
-    colours) or a folder of real/ and fake/ videos analysed as the app does; FOLDER@N analyses one
-    frame in N.
+    A SET is a build-dataset folder (its split is scored as cut, degraded to low quality, in other
+    colours, and lit from one side) or a folder of real/ and fake/ videos analysed as the app does;
+    FOLDER@N analyses one frame in N.
     Default: datasets/dfdc_crops ../shared/data/videos ../shared/data/celebdf_faces@5.
     """
     try:

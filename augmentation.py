@@ -226,12 +226,7 @@ def reframed(
     turned = cv2.warpAffine(image, turn, image.shape[1::-1], flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
     half_w, half_h = (x2 - x1) * rng.uniform(0.88, 1.12) / 2, (y2 - y1) * rng.uniform(0.88, 1.12) / 2
     height, width = image.shape[:2]
-    return turned, (
-        max(0, int(centre[0] - half_w)),
-        max(0, int(centre[1] - half_h)),
-        min(width, int(np.ceil(centre[0] + half_w))),
-        min(height, int(np.ceil(centre[1] + half_h))),
-    )
+    return turned, _box_about(*centre, half_w, half_h, width, height)
 
 
 def _scaled(width: int, height: int, factor: float) -> tuple[int, int]:
@@ -262,7 +257,11 @@ def jittered_box(box: tuple[int, int, int, int], width: int, height: int, rng: n
     scale = rng.uniform(0.94, 1.06)
     cx = (x1 + x2) / 2 + w * rng.uniform(-0.04, 0.04)
     cy = (y1 + y2) / 2 + h * rng.uniform(-0.04, 0.04)
-    half_w, half_h = w * scale / 2, h * scale / 2
+    return _box_about(cx, cy, w * scale / 2, h * scale / 2, width, height)
+
+
+def _box_about(cx: float, cy: float, half_w: float, half_h: float, width: int, height: int) -> tuple[int, ...]:
+    """The box of the given half sizes about (cx, cy), in whole pixels, clipped to a width x height image."""
     return (
         max(0, int(cx - half_w)),
         max(0, int(cy - half_h)),

@@ -489,10 +489,10 @@ def validate(network, sets: ValidationSets) -> dict:
     for name in ("degraded", "recoloured", "light_and_pose"):
         real = getattr(sets, name)[1] == 0
         figures[f"val_{name}_false_alarms"] = float((scores[name][real] >= 0.5).mean())
-    for key, parts in (("val_score_without_colours", 3), ("val_score_without_light_and_pose", 4)):
-        figures[key] = float(np.mean([figures[name] for name in SCORED[:parts] if figures[name] is not None]))
     # Without fakes in val (tiny sets) the pseudo-fakes alone pick the epoch.
-    figures["val_score"] = float(np.mean([figures[key] for key in SCORED if figures[key] is not None]))
+    yardsticks = (("val_score_without_colours", 3), ("val_score_without_light_and_pose", 4), ("val_score", None))
+    for key, parts in yardsticks:
+        figures[key] = float(np.mean([figures[name] for name in SCORED[:parts] if figures[name] is not None]))
     return {key: None if value is None else round(value, 4) for key, value in figures.items()}
 
 

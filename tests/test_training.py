@@ -448,14 +448,19 @@ def test_evaluate_on_a_case_known_by_hand(runner, app, tmp_path):
     assert degraded["condition"] == "degraded" and degraded["name"] == "known test, degraded"
     assert degraded["crop_level"]["confusion"] == crops["confusion"]  # flat colours survive the degradation
 
+    def by_hand(change, prefix: str) -> list[float]:
+        """P(DeepFake) of each case's crop after ``change``, drawn from sha256 of ``prefix`` + its name."""
+        scores = []
+        for index, (_, red, _, _) in enumerate(cases):
+            image = np.zeros((40, 40, 3), dtype=np.uint8)
+            image[..., 0] = red
+            seed = int.from_bytes(hashlib.sha256(f"{prefix}crops/{index}.png".encode()).digest()[:8], "big")
+            scores.append(change(image, np.random.default_rng(seed))[..., 0].mean() / 255)
+        return scores
+
     # Recoloured: each crop in the colours drawn from its name, the same in every run.
     assert recoloured["condition"] == "recoloured" and recoloured["name"] == "known test, recoloured"
-    expected = []
-    for index, (_, red, _, _) in enumerate(cases):
-        image = np.zeros((40, 40, 3), dtype=np.uint8)
-        image[..., 0] = red
-        seed = int.from_bytes(hashlib.sha256(f"crops/{index}.png".encode()).digest()[:8], "big")
-        expected.append(augmentation.recolour(image, np.random.default_rng(seed))[..., 0].mean() / 255)
+    expected = by_hand(augmentation.recolour, "")
     labels = [label == "fake" for label, *_ in cases]
     assert recoloured["crop_level"]["roc_auc"] == pytest.approx(
         metrics.roc_auc(np.array(labels), np.array(expected)), abs=1e-4
@@ -464,12 +469,7 @@ def test_evaluate_on_a_case_known_by_hand(runner, app, tmp_path):
 
     # Side-lit: each crop lit from the side its name draws.
     assert side_lit["condition"] == "side-lit" and side_lit["name"] == "known test, side-lit"
-    lit = []
-    for index, (_, red, _, _) in enumerate(cases):
-        image = np.zeros((40, 40, 3), dtype=np.uint8)
-        image[..., 0] = red
-        seed = int.from_bytes(hashlib.sha256(f"side-lit crops/{index}.png".encode()).digest()[:8], "big")
-        lit.append(augmentation.relight(image, np.random.default_rng(seed))[..., 0].mean() / 255)
+    lit = by_hand(augmentation.relight, "side-lit ")
     assert side_lit["crop_level"]["roc_auc"] == pytest.approx(
         metrics.roc_auc(np.array(labels), np.array(lit)), abs=1e-4
     )
