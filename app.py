@@ -280,6 +280,13 @@ def build_dataset_command(src: Path, out: Path) -> None:
     help="The share of pseudo-fakes blended over one part of the face (mouth, eyes, or nose and mouth).",
 )
 @click.option(
+    "--low-res-share",
+    type=click.FloatRange(0.0, 1.0),
+    default=training.TrainConfig.low_res_share,
+    show_default=True,
+    help="The share of pseudo-fakes whose blended-in face was rendered at a lower resolution (0: none).",
+)
+@click.option(
     "--fake-weight",
     type=float,
     default=training.TrainConfig.fake_weight,

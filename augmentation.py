@@ -21,17 +21,25 @@ BLEND_WEIGHTS = (0.25, 0.5, 0.75, 1.0, 1.0, 1.0)  # as SBI draws them: mostly a 
 HEAVY_SHARE = 0.2  # how often `degrade` gives the worst video: a face of a few dozen pixels, blocky JPEG
 RECOLOUR_SHARE = 0.8  # how often training shows a face in another camera's or grade's colours
 LIGHT_AND_POSE_SHARE = 0.5  # how often training tilts and reframes a face, and (drawn apart) lights it from one side
+LOW_RES_SCALE = (1.5, 3.0)  # how many times smaller than the frame a low-resolution swapped-in face is rendered
 
 
 def self_blend(
-    image: np.ndarray, keypoints: np.ndarray, rng: np.random.Generator, part_share: float = 0.0
+    image: np.ndarray,
+    keypoints: np.ndarray,
+    rng: np.random.Generator,
+    part_share: float = 0.0,
+    low_res_share: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """A pseudo-fake of ``image`` and the blend mask (float32, 0..1) it was made with: ``part_share``
-    of the time the mask covers one part of the face (``part_mask``), otherwise the inner face.
+    of the time the mask covers one part of the face (``part_mask``), otherwise the inner face;
+    ``low_res_share`` of the time the copy blended in was rendered at a lower resolution
+    (``rendered_small``) instead of sometimes sharpened.
 
     The output equals ``image`` wherever the mask is 0: only the face region changes.
     """
-    source = _altered_copy(image, keypoints, rng)
+    low_res = bool(low_res_share) and rng.random() < low_res_share  # no draw at 0: older streams stay as drawn
+    source = _altered_copy(image, keypoints, rng, low_res)
     if part_share and rng.random() < part_share:
         mask = part_mask(image.shape[:2], keypoints, rng)
     else:
@@ -132,18 +140,24 @@ def _softened(mask: np.ndarray, span: np.ndarray, rng: np.random.Generator) -> n
     return mask * float(rng.choice(BLEND_WEIGHTS))
 
 
-def _altered_copy(image: np.ndarray, keypoints: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """The image with its colour, brightness and contrast changed a little, sometimes sharpened, and
-    moved or resized by a few per cent about the face: what the swapped-in face would differ by.
+def _altered_copy(
+    image: np.ndarray, keypoints: np.ndarray, rng: np.random.Generator, low_res: bool = False
+) -> np.ndarray:
+    """The image with its colour, brightness and contrast changed a little, sometimes sharpened (or,
+    with ``low_res``, rendered at a lower resolution), and moved or resized by a few per cent about
+    the face: what the swapped-in face would differ by.
 
-    Never blurred or scaled down: inside an eye/nose/mouth crop the mask covers most of the picture,
-    so a blurred pseudo-fake taught the network that a blurry face is fake, and it then called most
-    real faces of poor video DeepFake (see the model card's trials)."""
+    Never blurred, and scaled down only when asked: inside an eye/nose/mouth crop the mask covers most
+    of the picture, so pseudo-fakes blurred from the first stage on taught the network that a blurry
+    face is fake, and it then called most real faces of poor video DeepFake (see the model card's
+    trials). ``low_res`` came later, to a network that had long seen poor video of both classes."""
     # Contrast, brightness and a colour cast, through one lookup table per channel.
     levels = np.arange(256, dtype=np.float32)[:, None]
     table = (levels - 128.0) * rng.uniform(0.9, 1.1) + 128.0 + rng.uniform(-12, 12) + rng.uniform(-10, 10, size=3)
     copy = cv2.LUT(image, np.clip(np.rint(table), 0, 255).astype(np.uint8)[:, None, :])
-    if rng.random() < 0.5:
+    if low_res:
+        copy = rendered_small(copy, rng)
+    elif rng.random() < 0.5:
         amount = rng.uniform(0.3, 1.0)
         copy = cv2.addWeighted(copy, 1.0 + amount, cv2.GaussianBlur(copy, (0, 0), sigmaX=1.0), -amount, 0)
     centre = np.asarray(keypoints, dtype=np.float32).mean(axis=0)
@@ -151,6 +165,16 @@ def _altered_copy(image: np.ndarray, keypoints: np.ndarray, rng: np.random.Gener
     matrix = cv2.getRotationMatrix2D((float(centre[0]), float(centre[1])), 0.0, scale)
     matrix[:, 2] += np.array(copy.shape[1::-1], dtype=np.float64) * rng.uniform(-0.03, 0.03, size=2)
     return cv2.warpAffine(copy, matrix, copy.shape[1::-1], flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+
+
+def rendered_small(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The image as a face-swap generator renders a face: at a lower resolution (LOW_RES_SCALE times
+    smaller) and scaled up to fit the frame. Blended through a face mask into the frame as filmed, it
+    leaves a face softer than its surroundings, the trace of face swaps whose network paints faces
+    of 64 to 256 pixels; Self-Blended Images scale the blended copy down for the same reason."""
+    height, width = image.shape[:2]
+    small = cv2.resize(image, _scaled(width, height, 1.0 / rng.uniform(*LOW_RES_SCALE)), interpolation=cv2.INTER_AREA)
+    return cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
 
 
 def degrade(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -257,6 +257,7 @@ class TrainConfig:
     light_and_pose: bool = True  # the same random head tilts, framings and side light for every class
     dfdc_fake_share: float = 0.25  # with pseudo-fakes: the share of the dataset's own fakes shown each epoch
     part_share: float = 0.3  # the share of pseudo-fakes blended over one part of the face (mouth, eyes, nose)
+    low_res_share: float = 0.3  # the share of pseudo-fakes whose blended-in face was rendered at a lower resolution
     fake_weight: float = 0.45  # the fakes' share of the loss: below half, a face that shows no trace leans real
     init: str = ""  # a trained .keras model of the same shape to start from (fine-tuning); "": from scratch
     batch_size: int = 128
@@ -302,16 +303,18 @@ class Faces:
         part_share: float = 0.0,
         recolour: float = 0.0,
         light_and_pose: float = 0.0,
+        low_res_share: float = 0.0,
     ) -> np.ndarray:
         """The crop the network sees for face ``index`` made as ``kind``, resized to size x size (None:
         as cut). With ``rng`` the box is jittered and the crop flipped at random; ``part_share`` of the
-        pseudo-fakes are blended over one part of the face; ``recolour`` of the crops are shown in
+        pseudo-fakes are blended over one part of the face and ``low_res_share`` of them blend in a
+        face rendered at a lower resolution; ``recolour`` of the crops are shown in
         other colours (`augmentation.recolour`); ``light_and_pose`` of them tilted and reframed
         (`augmentation.reframed`) and, drawn apart, lit from one side (`augmentation.relight`); and
         ``degrade`` adds the random degradations."""
         image = self.contexts[index]
         if kind == PSEUDO_FAKE:
-            image, _ = augmentation.self_blend(image, self.keypoints[index], rng, part_share)
+            image, _ = augmentation.self_blend(image, self.keypoints[index], rng, part_share, low_res_share)
         box = tuple(int(v) for v in self.boxes[index])
         if light_and_pose and rng.random() < light_and_pose:
             image, box = augmentation.reframed(image, box, rng)
@@ -406,6 +409,7 @@ def training_batches(faces: Faces, config: TrainConfig, workers: int = 2) -> Ite
                             config.part_share,
                             augmentation.RECOLOUR_SHARE if config.recolour else 0.0,
                             augmentation.LIGHT_AND_POSE_SHARE if config.light_and_pose else 0.0,
+                            config.low_res_share,
                         ),
                         zip(batch, crop_seeds, strict=True),
                     )
@@ -433,7 +437,8 @@ class ValidationSets:
     against pseudo-fakes of them (``pseudo``), its crops degraded as a poor video would give them
     (``degraded``), in the colours of other cameras (``recoloured``) and tilted, reframed and lit from
     one side (``light_and_pose``). ``parts`` (real faces against pseudo-fakes blended over one part of
-    the face, as face reenactment leaves them) is reported, not scored. Each is (crops, labels)."""
+    the face, as face reenactment leaves them) and ``low_res`` (against pseudo-fakes whose blended-in
+    face was rendered at a lower resolution) are reported, not scored. Each is (crops, labels)."""
 
     dfdc: tuple[np.ndarray, np.ndarray]
     pseudo: tuple[np.ndarray, np.ndarray]
@@ -441,6 +446,7 @@ class ValidationSets:
     recoloured: tuple[np.ndarray, np.ndarray]
     light_and_pose: tuple[np.ndarray, np.ndarray]
     parts: tuple[np.ndarray, np.ndarray]
+    low_res: tuple[np.ndarray, np.ndarray]
 
 
 def validation_sets(faces: Faces, size: int, seed: int) -> ValidationSets:
@@ -449,9 +455,11 @@ def validation_sets(faces: Faces, size: int, seed: int) -> ValidationSets:
     clean = np.stack([model.resize(crop, size) for crop in as_cut])
     reals = [i for i in range(len(faces)) if faces.labels[i] == 0]
 
-    def against_pseudo_fakes(rng: np.random.Generator, part_share: float) -> tuple[np.ndarray, np.ndarray]:
+    def against_pseudo_fakes(
+        rng: np.random.Generator, part_share: float, low_res_share: float = 0.0
+    ) -> tuple[np.ndarray, np.ndarray]:
         crops = [faces.crop(i, REAL, size, rng, True) for i in reals] + [
-            faces.crop(i, PSEUDO_FAKE, size, rng, True, part_share) for i in reals
+            faces.crop(i, PSEUDO_FAKE, size, rng, True, part_share, low_res_share=low_res_share) for i in reals
         ]
         return np.stack(crops), np.repeat(np.array([0.0, 1.0], dtype=np.float32), len(reals))
 
@@ -467,6 +475,7 @@ def validation_sets(faces: Faces, size: int, seed: int) -> ValidationSets:
         recoloured=(recoloured, faces.labels),
         light_and_pose=(posed, faces.labels),
         parts=against_pseudo_fakes(np.random.default_rng([seed, 1]), part_share=1.0),  # leaves the others as drawn
+        low_res=against_pseudo_fakes(np.random.default_rng([seed, 4]), part_share=0.0, low_res_share=1.0),
     )
 
 
@@ -480,10 +489,11 @@ def validate(network, sets: ValidationSets) -> dict:
     colours, other poses and light, and the traces of blending that any swap leaves). Until stage 35
     the score left out the recoloured set and until stage 37 the tilted and side-lit one
     (`val_score_without_colours` and `val_score_without_light_and_pose` keep those yardsticks). The
-    ROC AUC against part-of-the-face pseudo-fakes is reported beside them, not scored. Crops are
+    ROC AUCs against part-of-the-face and low-resolution pseudo-fakes are reported beside them, not
+    scored. Crops are
     scored as analysis scores them (`model.MirroredScorer`)."""
     score = model.MirroredScorer(network)
-    names = ("dfdc", "pseudo", "degraded", "recoloured", "light_and_pose", "parts")
+    names = ("dfdc", "pseudo", "degraded", "recoloured", "light_and_pose", "parts", "low_res")
     scores = {name: score(getattr(sets, name)[0]) for name in names}
     figures = {f"val_auc_{name}": metrics.roc_auc(getattr(sets, name)[1], scores[name]) for name in scores}
     for name in ("degraded", "recoloured", "light_and_pose"):

@@ -179,8 +179,8 @@ def test_fine_tuning_starts_from_the_given_model(runner, tmp_path):
     assert metrics["config"]["init"].endswith("deepfake_crop_cnn.keras")
     assert metrics["examples_per_epoch"] == 18  # no pseudo-fakes: every face once
     assert [row["epoch"] for row in metrics["history"]] == [0, 1]
-    for row in metrics["history"]:  # the part-only pseudo-fakes are reported, not scored
-        assert row["val_auc_parts"] is not None
+    for row in metrics["history"]:  # the part-only and low-resolution pseudo-fakes are reported, not scored
+        assert row["val_auc_parts"] is not None and row["val_auc_low_res"] is not None
         scored = [row[f"val_auc_{name}"] for name in ("dfdc", "pseudo", "degraded", "recoloured", "light_and_pose")]
         assert row["val_score"] == pytest.approx(np.mean([v for v in scored if v is not None]), abs=2e-4)
         before = [v for v in scored[:3] if v is not None]  # the yardstick of stages 1 to 34
@@ -245,12 +245,13 @@ def test_train_on_a_dataset_without_face_regions_says_to_rebuild_it(runner, tmp_
 def test_the_training_pipeline_shows_every_real_face_also_as_a_pseudo_fake(tmp_path, monkeypatch):
     dataset = tiny_dataset(tmp_path / "tiny")
     faces = training.load_faces(dataset, "train")
-    blended, part_shares = [], []
+    blended, part_shares, low_res_shares = [], [], []
 
-    def spy(image, keypoints, rng, part_share=0.0):
-        fake, mask = real_self_blend(image, keypoints, rng, part_share)
+    def spy(image, keypoints, rng, part_share=0.0, low_res_share=0.0):
+        fake, mask = real_self_blend(image, keypoints, rng, part_share, low_res_share)
         blended.append(fake)
         part_shares.append(part_share)
+        low_res_shares.append(low_res_share)
         return fake, mask
 
     real_self_blend = augmentation.self_blend
@@ -271,12 +272,21 @@ def test_the_training_pipeline_shows_every_real_face_also_as_a_pseudo_fake(tmp_p
     assert len(blended) == 18 and sum(y.sum() for y in next_epoch) == 9  # new pseudo-fakes each epoch
     assert not any(np.array_equal(a, b) for a, b in zip(blended[:9], blended[9:], strict=True))
     assert set(part_shares) == {0.3}  # some pseudo-fakes are blended over one part of the face
+    assert set(low_res_shares) == {0.3}  # and some blend in a face rendered at a lower resolution
 
-    part_shares.clear()
+    part_shares.clear(), low_res_shares.clear()
     sets = training.validation_sets(faces, 64, seed=1)
-    # The scored val pseudo-fakes stay whole-face (one yardstick); the part-only ones are a set of their own.
-    assert part_shares == [0.0] * 9 + [1.0] * 9
-    assert len(sets.pseudo[0]) == len(sets.parts[0]) == 18 and sets.parts[1].tolist() == [0.0] * 9 + [1.0] * 9
+    # The scored val pseudo-fakes stay whole-face and as drawn before (one yardstick); the part-only and
+    # the low-resolution ones are sets of their own.
+    assert part_shares == [0.0] * 9 + [1.0] * 9 + [0.0] * 9
+    assert low_res_shares == [0.0] * 18 + [1.0] * 9
+    assert len(sets.pseudo[0]) == len(sets.parts[0]) == len(sets.low_res[0]) == 18
+    assert sets.parts[1].tolist() == sets.low_res[1].tolist() == [0.0] * 9 + [1.0] * 9
+
+    low_res_shares.clear()
+    batches = training.training_batches(faces, dataclasses.replace(config, low_res_share=0.0))
+    next(batches)
+    assert set(low_res_shares) == {0.0}
 
 
 def test_the_training_pipeline_recolours_real_and_fake_faces_alike(tmp_path, monkeypatch):
