@@ -287,6 +287,13 @@ def build_dataset_command(src: Path, out: Path) -> None:
     help="The share of pseudo-fakes whose blended-in face was rendered at a lower resolution (0: none).",
 )
 @click.option(
+    "--swap-share",
+    type=click.FloatRange(0.0, 1.0),
+    default=training.TrainConfig.swap_share,
+    show_default=True,
+    help="The share of pseudo-fakes that blend in another real face of the split, as Face X-ray does (0: none).",
+)
+@click.option(
     "--fake-weight",
     type=float,
     default=training.TrainConfig.fake_weight,

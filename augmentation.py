@@ -47,6 +47,52 @@ def self_blend(
     return cv2.blendLinear(source, image, mask, 1.0 - mask), mask
 
 
+def blend_other_face(
+    image: np.ndarray,
+    keypoints: np.ndarray,
+    donor: np.ndarray,
+    donor_keypoints: np.ndarray,
+    rng: np.random.Generator,
+    part_share: float = 0.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """A pseudo-fake of ``image`` with another person's face in it, as Face X-ray (Li et al., CVPR
+    2020) makes its blended images, and the mask it was blended through: ``donor`` turned, scaled and
+    moved so that its five keypoints fall on ``keypoints`` (a least-squares similarity), its colours
+    brought most of the way to this face's inside the mask (a swap's colour correction, never quite
+    exact), then blended in through the masks ``self_blend`` draws. Where a self-blend changes a
+    face's own copy, this puts a different skin, texture and camera inside the seam, as a face swap
+    does.
+
+    The output equals ``image`` wherever the mask is 0."""
+    height, width = image.shape[:2]
+    matrix, _ = cv2.estimateAffinePartial2D(
+        np.asarray(donor_keypoints, dtype=np.float32),
+        np.asarray(keypoints, dtype=np.float32),
+        ransacReprojThreshold=1e6,  # five exact points: all of them count
+    )
+    if matrix is None:  # degenerate keypoints
+        return self_blend(image, keypoints, rng, part_share)
+    source = cv2.warpAffine(donor, matrix, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    if part_share and rng.random() < part_share:
+        mask = part_mask(image.shape[:2], keypoints, rng)
+    else:
+        mask = face_mask(image.shape[:2], keypoints, rng)
+    source = _colours_matched(source, image, mask > 0.5 * mask.max(), rng.uniform(0.7, 1.0))
+    return cv2.blendLinear(source, image, mask, 1.0 - mask), mask
+
+
+def _colours_matched(source: np.ndarray, target: np.ndarray, region: np.ndarray, strength: float) -> np.ndarray:
+    """``source`` with each channel's mean and spread inside ``region`` moved ``strength`` of the way
+    to ``target``'s there."""
+    if not region.any():
+        return source
+    src, tgt = source[region].astype(np.float32), target[region].astype(np.float32)
+    scale = 1.0 + strength * (tgt.std(axis=0) / np.maximum(src.std(axis=0), 1.0) - 1.0)
+    shift = strength * (tgt.mean(axis=0) - src.mean(axis=0))
+    moved = (source.astype(np.float32) - src.mean(axis=0)) * scale + src.mean(axis=0) + shift
+    return np.clip(np.rint(moved), 0, 255).astype(np.uint8)
+
+
 def face_mask(shape: tuple[int, int], keypoints: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """A soft mask of the inner face: an ellipse about the keypoints or the hull of points drawn
     from them (eyebrows above the eyes, chin below the mouth), grown or shrunk at random, its edge

@@ -258,6 +258,7 @@ class TrainConfig:
     dfdc_fake_share: float = 0.25  # with pseudo-fakes: the share of the dataset's own fakes shown each epoch
     part_share: float = 0.3  # the share of pseudo-fakes blended over one part of the face (mouth, eyes, nose)
     low_res_share: float = 0.3  # the share of pseudo-fakes whose blended-in face was rendered at a lower resolution
+    swap_share: float = 0.3  # the share of pseudo-fakes that blend in another real face of the split (Face X-ray)
     fake_weight: float = 0.45  # the fakes' share of the loss: below half, a face that shows no trace leans real
     init: str = ""  # a trained .keras model of the same shape to start from (fine-tuning); "": from scratch
     batch_size: int = 128
@@ -293,6 +294,19 @@ class Faces:
     def __len__(self) -> int:
         return len(self.rows)
 
+    def donor_for(self, index: int, rng: np.random.Generator, candidates: int = 16) -> int:
+        """Another real face to blend into face ``index``: of ``candidates`` drawn at random, the one
+        whose keypoints are laid out most like this face's (as Face X-ray picks its donors), so that
+        the faces line up when one is moved onto the other."""
+        reals = np.flatnonzero(self.labels == 0)
+        drawn = rng.choice(reals, size=min(candidates, len(reals)), replace=False)
+        drawn = drawn[drawn != index]
+        if not len(drawn):
+            return index
+        layouts = _layouts(self.keypoints[drawn])
+        distances = np.linalg.norm(layouts - _layouts(self.keypoints[index : index + 1]), axis=(1, 2))
+        return int(drawn[np.argmin(distances)])
+
     def crop(
         self,
         index: int,
@@ -304,16 +318,23 @@ class Faces:
         recolour: float = 0.0,
         light_and_pose: float = 0.0,
         low_res_share: float = 0.0,
+        swap_share: float = 0.0,
     ) -> np.ndarray:
         """The crop the network sees for face ``index`` made as ``kind``, resized to size x size (None:
         as cut). With ``rng`` the box is jittered and the crop flipped at random; ``part_share`` of the
-        pseudo-fakes are blended over one part of the face and ``low_res_share`` of them blend in a
-        face rendered at a lower resolution; ``recolour`` of the crops are shown in
+        pseudo-fakes are blended over one part of the face, ``swap_share`` of them blend in another
+        real face (`augmentation.blend_other_face`) and ``low_res_share`` of the others a copy rendered
+        at a lower resolution; ``recolour`` of the crops are shown in
         other colours (`augmentation.recolour`); ``light_and_pose`` of them tilted and reframed
         (`augmentation.reframed`) and, drawn apart, lit from one side (`augmentation.relight`); and
         ``degrade`` adds the random degradations."""
         image = self.contexts[index]
-        if kind == PSEUDO_FAKE:
+        if kind == PSEUDO_FAKE and swap_share and rng.random() < swap_share:
+            donor = self.donor_for(index, rng)
+            image, _ = augmentation.blend_other_face(
+                image, self.keypoints[index], self.contexts[donor], self.keypoints[donor], rng, part_share
+            )
+        elif kind == PSEUDO_FAKE:
             image, _ = augmentation.self_blend(image, self.keypoints[index], rng, part_share, low_res_share)
         box = tuple(int(v) for v in self.boxes[index])
         if light_and_pose and rng.random() < light_and_pose:
@@ -333,6 +354,13 @@ class Faces:
         if rng is not None and rng.random() < 0.5:
             crop = crop[:, ::-1]
         return crop
+
+
+def _layouts(keypoints: np.ndarray) -> np.ndarray:
+    """Keypoints (n x 5 x 2) about their centre, in units of their spread: how a face's features are
+    laid out, whatever its size and place."""
+    centred = keypoints - keypoints.mean(axis=1, keepdims=True)
+    return centred / np.maximum(np.linalg.norm(centred, axis=(1, 2), keepdims=True), 1e-6)
 
 
 def load_faces(dataset: Path, split: str, limit: int = 0) -> Faces:
@@ -410,6 +438,7 @@ def training_batches(faces: Faces, config: TrainConfig, workers: int = 2) -> Ite
                             augmentation.RECOLOUR_SHARE if config.recolour else 0.0,
                             augmentation.LIGHT_AND_POSE_SHARE if config.light_and_pose else 0.0,
                             config.low_res_share,
+                            config.swap_share,
                         ),
                         zip(batch, crop_seeds, strict=True),
                     )
@@ -438,7 +467,8 @@ class ValidationSets:
     (``degraded``), in the colours of other cameras (``recoloured``) and tilted, reframed and lit from
     one side (``light_and_pose``). ``parts`` (real faces against pseudo-fakes blended over one part of
     the face, as face reenactment leaves them) and ``low_res`` (against pseudo-fakes whose blended-in
-    face was rendered at a lower resolution) are reported, not scored. Each is (crops, labels)."""
+    face was rendered at a lower resolution) and ``swapped`` (against pseudo-fakes with another real
+    face blended in) are reported, not scored. Each is (crops, labels)."""
 
     dfdc: tuple[np.ndarray, np.ndarray]
     pseudo: tuple[np.ndarray, np.ndarray]
@@ -447,6 +477,7 @@ class ValidationSets:
     light_and_pose: tuple[np.ndarray, np.ndarray]
     parts: tuple[np.ndarray, np.ndarray]
     low_res: tuple[np.ndarray, np.ndarray]
+    swapped: tuple[np.ndarray, np.ndarray]
 
 
 def validation_sets(faces: Faces, size: int, seed: int) -> ValidationSets:
@@ -456,10 +487,11 @@ def validation_sets(faces: Faces, size: int, seed: int) -> ValidationSets:
     reals = [i for i in range(len(faces)) if faces.labels[i] == 0]
 
     def against_pseudo_fakes(
-        rng: np.random.Generator, part_share: float, low_res_share: float = 0.0
+        rng: np.random.Generator, part_share: float, low_res_share: float = 0.0, swap_share: float = 0.0
     ) -> tuple[np.ndarray, np.ndarray]:
         crops = [faces.crop(i, REAL, size, rng, True) for i in reals] + [
-            faces.crop(i, PSEUDO_FAKE, size, rng, True, part_share, low_res_share=low_res_share) for i in reals
+            faces.crop(i, PSEUDO_FAKE, size, rng, True, part_share, low_res_share=low_res_share, swap_share=swap_share)
+            for i in reals
         ]
         return np.stack(crops), np.repeat(np.array([0.0, 1.0], dtype=np.float32), len(reals))
 
@@ -476,6 +508,7 @@ def validation_sets(faces: Faces, size: int, seed: int) -> ValidationSets:
         light_and_pose=(posed, faces.labels),
         parts=against_pseudo_fakes(np.random.default_rng([seed, 1]), part_share=1.0),  # leaves the others as drawn
         low_res=against_pseudo_fakes(np.random.default_rng([seed, 4]), part_share=0.0, low_res_share=1.0),
+        swapped=against_pseudo_fakes(np.random.default_rng([seed, 5]), part_share=0.0, swap_share=1.0),
     )
 
 
@@ -489,11 +522,11 @@ def validate(network, sets: ValidationSets) -> dict:
     colours, other poses and light, and the traces of blending that any swap leaves). Until stage 35
     the score left out the recoloured set and until stage 37 the tilted and side-lit one
     (`val_score_without_colours` and `val_score_without_light_and_pose` keep those yardsticks). The
-    ROC AUCs against part-of-the-face and low-resolution pseudo-fakes are reported beside them, not
-    scored. Crops are
+    ROC AUCs against part-of-the-face, low-resolution and other-face pseudo-fakes are reported beside
+    them, not scored. Crops are
     scored as analysis scores them (`model.MirroredScorer`)."""
     score = model.MirroredScorer(network)
-    names = ("dfdc", "pseudo", "degraded", "recoloured", "light_and_pose", "parts", "low_res")
+    names = ("dfdc", "pseudo", "degraded", "recoloured", "light_and_pose", "parts", "low_res", "swapped")
     scores = {name: score(getattr(sets, name)[0]) for name in names}
     figures = {f"val_auc_{name}": metrics.roc_auc(getattr(sets, name)[1], scores[name]) for name in scores}
     for name in ("degraded", "recoloured", "light_and_pose"):

@@ -128,6 +128,47 @@ def test_low_resolution_pseudo_fakes_are_softer_than_the_face_inside_the_blend()
     assert np.median(softness[0.0]) > 0.9
 
 
+@pytest.mark.parametrize("seed", range(10))
+def test_another_face_is_lined_up_on_the_keypoints_and_blended_only_inside_its_mask(seed):
+    """The donor (here the same photo, moved and scaled, so its keypoints moved with it) is moved back
+    onto the face by its keypoints: inside the blend the face is its own again, outside untouched."""
+    image = face_image()
+    matrix = np.array([[1.1, 0.0, -30.0], [0.0, 1.1, 12.0]], dtype=np.float32)
+    donor = cv2.warpAffine(image, matrix, (512, 512), flags=cv2.INTER_LINEAR)
+    donor_keypoints = ASTRONAUT_KEYPOINTS @ matrix[:, :2].T + matrix[:, 2]
+    fake, mask = augmentation.blend_other_face(
+        image, ASTRONAUT_KEYPOINTS, donor, donor_keypoints, np.random.default_rng(seed)
+    )
+    assert fake.shape == image.shape and fake.dtype == np.uint8
+    assert np.array_equal(fake[mask == 0], image[mask == 0])
+    inside = mask >= 0.5 * mask.max()
+    assert inside.sum() > 1000 and np.abs(fake[inside].astype(int) - image[inside]).mean() < 4
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_another_persons_face_changes_the_crop_and_takes_on_its_colours(seed):
+    image = face_image()
+    donor = np.ascontiguousarray(face_image()[:, ::-1, ::-1])  # mirrored, its colour channels swapped
+    donor_keypoints = np.array([[511 - x, y] for x, y in ASTRONAUT_KEYPOINTS[[1, 0, 2, 4, 3]]], dtype=np.float32)
+    fake, mask = augmentation.blend_other_face(
+        image, ASTRONAUT_KEYPOINTS, donor, donor_keypoints, np.random.default_rng(seed)
+    )
+    assert np.array_equal(fake[mask == 0], image[mask == 0])
+    x1, y1, x2, y2 = astronaut_crop_box()
+    assert not np.array_equal(fake[y1:y2, x1:x2], image[y1:y2, x1:x2])
+    inside = mask >= 0.99 * mask.max()
+    assert inside.any()
+    donor_moved = cv2.warpAffine(
+        donor,
+        cv2.estimateAffinePartial2D(donor_keypoints, ASTRONAUT_KEYPOINTS, ransacReprojThreshold=1e6)[0],
+        (512, 512),
+    )
+    # Colour-corrected towards the face: nearer its colours than the donor's own are.
+    colour_gap = np.abs(fake[inside].mean(axis=0) - image[inside].mean(axis=0)).max()
+    donor_gap = np.abs(donor_moved[inside].mean(axis=0) - image[inside].mean(axis=0)).max()
+    assert colour_gap < 0.5 * donor_gap
+
+
 def test_pseudo_fakes_differ_from_one_draw_to_the_next():
     image = face_image()
     first, _ = augmentation.self_blend(image, ASTRONAUT_KEYPOINTS, np.random.default_rng(1))

@@ -256,7 +256,9 @@ def test_the_training_pipeline_shows_every_real_face_also_as_a_pseudo_fake(tmp_p
 
     real_self_blend = augmentation.self_blend
     monkeypatch.setattr(augmentation, "self_blend", spy)
-    config = training.TrainConfig(input_size=64, batch_size=8, degrade=False, dfdc_fake_share=0.0, part_share=0.3)
+    config = training.TrainConfig(
+        input_size=64, batch_size=8, degrade=False, dfdc_fake_share=0.0, part_share=0.3, swap_share=0.0
+    )
     batches = training.training_batches(faces, config)
     crops, labels, weights = [], [], []
     for _ in range(3):  # 9 real faces, each as itself and as a pseudo-fake: 18 examples, 3 batches
@@ -356,6 +358,48 @@ def test_the_training_pipeline_tilts_reframes_and_lights_real_and_fake_faces_ali
     assert len(sets.light_and_pose[0]) == len(sets.dfdc[0])
     assert np.array_equal(sets.light_and_pose[1], sets.dfdc[1])
     assert not np.array_equal(sets.light_and_pose[0], sets.dfdc[0])
+
+
+def test_the_training_pipeline_blends_other_real_faces_into_some_pseudo_fakes(tmp_path, monkeypatch):
+    faces = training.load_faces(tiny_dataset(tmp_path / "tiny"), "train")
+    pairs = []
+
+    def spy(image, keypoints, donor, donor_keypoints, rng, part_share=0.0):
+        pairs.append((image, donor))
+        return real_blend(image, keypoints, donor, donor_keypoints, rng, part_share)
+
+    real_blend = augmentation.blend_other_face
+    monkeypatch.setattr(augmentation, "blend_other_face", spy)
+
+    def swapped_share(config: training.TrainConfig) -> float:
+        pairs.clear()
+        batches = training.training_batches(faces, config)
+        fakes = sum(next(batches)[1].sum() for _ in range(6))  # 3 epochs of 9 real faces and 9 pseudo-fakes
+        return len(pairs) / fakes
+
+    config = training.TrainConfig(
+        input_size=32, batch_size=9, degrade=False, recolour=False, light_and_pose=False, dfdc_fake_share=0.0
+    )
+    assert 0.1 < swapped_share(config) < 0.55  # about swap_share (0.3) of the pseudo-fakes
+    assert swapped_share(dataclasses.replace(config, swap_share=0.0)) == 0.0
+    reals = [faces.contexts[i] for i in np.flatnonzero(faces.labels == 0)]
+    for image, donor in pairs:  # a real face of the split, never the face itself
+        assert donor is not image and any(donor is real for real in reals)
+
+    pairs.clear()
+    sets = training.validation_sets(faces, 32, seed=1)  # a val set of its own, unscored
+    assert len(pairs) == 9 and sets.swapped[1].tolist() == [0.0] * 9 + [1.0] * 9
+
+
+def test_a_donor_face_is_the_one_laid_out_most_like_the_face(tmp_path):
+    faces = training.load_faces(tiny_dataset(tmp_path / "tiny"), "train")
+    rng = np.random.default_rng(0)
+    reals = np.flatnonzero(faces.labels == 0)
+    for index in reals:  # every other real face: features spread differently
+        faces.keypoints[index] = faces.keypoints[index] + rng.uniform(-15, 15, size=(5, 2))
+    target, twin = reals[0], reals[3]
+    faces.keypoints[twin] = faces.keypoints[target] * 1.3 + np.array([20.0, -5.0])  # the same layout, bigger, moved
+    assert faces.donor_for(int(target), np.random.default_rng(1), candidates=len(reals)) == twin
 
 
 def test_each_stage_of_a_chain_sees_new_examples(tmp_path):
