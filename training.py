@@ -324,8 +324,8 @@ class Faces:
         as cut). With ``rng`` the box is jittered and the crop flipped at random; ``part_share`` of the
         pseudo-fakes are blended over one part of the face, ``swap_share`` of them blend in another
         real face (`augmentation.blend_other_face`) and ``low_res_share`` of the others a copy rendered
-        at a lower resolution; ``recolour`` of the crops are shown in
-        other colours (`augmentation.recolour`); ``light_and_pose`` of them tilted and reframed
+        at a lower resolution; ``recolour`` of the crops are shown in other colours
+        (`augmentation.recolour`); ``light_and_pose`` of them tilted and reframed
         (`augmentation.reframed`) and, drawn apart, lit from one side (`augmentation.relight`); and
         ``degrade`` adds the random degradations."""
         image = self.contexts[index]
@@ -465,10 +465,10 @@ class ValidationSets:
     """What picks the epoch, fixed once: the val split's crops as cut (``dfdc``), its real faces
     against pseudo-fakes of them (``pseudo``), its crops degraded as a poor video would give them
     (``degraded``), in the colours of other cameras (``recoloured``) and tilted, reframed and lit from
-    one side (``light_and_pose``). ``parts`` (real faces against pseudo-fakes blended over one part of
-    the face, as face reenactment leaves them) and ``low_res`` (against pseudo-fakes whose blended-in
-    face was rendered at a lower resolution) and ``swapped`` (against pseudo-fakes with another real
-    face blended in) are reported, not scored. Each is (crops, labels)."""
+    one side (``light_and_pose``). Reported, not scored: the real faces against pseudo-fakes blended
+    over one part of the face, as face reenactment leaves them (``parts``), against pseudo-fakes that
+    blend in a copy rendered at a lower resolution (``low_res``), and against pseudo-fakes with another
+    real face blended in (``swapped``). Each is (crops, labels)."""
 
     dfdc: tuple[np.ndarray, np.ndarray]
     pseudo: tuple[np.ndarray, np.ndarray]
@@ -523,8 +523,7 @@ def validate(network, sets: ValidationSets) -> dict:
     the score left out the recoloured set and until stage 37 the tilted and side-lit one
     (`val_score_without_colours` and `val_score_without_light_and_pose` keep those yardsticks). The
     ROC AUCs against part-of-the-face, low-resolution and other-face pseudo-fakes are reported beside
-    them, not scored. Crops are
-    scored as analysis scores them (`model.MirroredScorer`)."""
+    them, not scored. Crops are scored as analysis scores them (`model.MirroredScorer`)."""
     score = model.MirroredScorer(network)
     names = ("dfdc", "pseudo", "degraded", "recoloured", "light_and_pose", "parts", "low_res", "swapped")
     scores = {name: score(getattr(sets, name)[0]) for name in names}
