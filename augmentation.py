@@ -40,10 +40,7 @@ def self_blend(
     """
     low_res = bool(low_res_share) and rng.random() < low_res_share  # no draw at 0: older streams stay as drawn
     source = _altered_copy(image, keypoints, rng, low_res)
-    if part_share and rng.random() < part_share:
-        mask = part_mask(image.shape[:2], keypoints, rng)
-    else:
-        mask = face_mask(image.shape[:2], keypoints, rng)
+    mask = _drawn_mask(image.shape[:2], keypoints, rng, part_share)
     return cv2.blendLinear(source, image, mask, 1.0 - mask), mask
 
 
@@ -73,12 +70,19 @@ def blend_other_face(
     if matrix is None:  # degenerate keypoints
         return self_blend(image, keypoints, rng, part_share)
     source = cv2.warpAffine(donor, matrix, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-    if part_share and rng.random() < part_share:
-        mask = part_mask(image.shape[:2], keypoints, rng)
-    else:
-        mask = face_mask(image.shape[:2], keypoints, rng)
+    mask = _drawn_mask(image.shape[:2], keypoints, rng, part_share)
     source = _colours_matched(source, image, mask > 0.5 * mask.max(), rng.uniform(0.7, 1.0))
     return cv2.blendLinear(source, image, mask, 1.0 - mask), mask
+
+
+def _drawn_mask(
+    shape: tuple[int, int], keypoints: np.ndarray, rng: np.random.Generator, part_share: float
+) -> np.ndarray:
+    """The blend mask of a pseudo-fake: ``part_share`` of the time over one part of the face
+    (``part_mask``), otherwise over the inner face (``face_mask``)."""
+    if part_share and rng.random() < part_share:
+        return part_mask(shape, keypoints, rng)
+    return face_mask(shape, keypoints, rng)
 
 
 def _colours_matched(source: np.ndarray, target: np.ndarray, region: np.ndarray, strength: float) -> np.ndarray:
