@@ -378,7 +378,13 @@ def test_the_training_pipeline_blends_other_real_faces_into_some_pseudo_fakes(tm
         return len(pairs) / fakes
 
     config = training.TrainConfig(
-        input_size=32, batch_size=9, degrade=False, recolour=False, light_and_pose=False, dfdc_fake_share=0.0
+        input_size=32,
+        batch_size=9,
+        degrade=False,
+        recolour=False,
+        light_and_pose=False,
+        dfdc_fake_share=0.0,
+        swap_share=0.3,
     )
     assert 0.1 < swapped_share(config) < 0.55  # about swap_share (0.3) of the pseudo-fakes
     assert swapped_share(dataclasses.replace(config, swap_share=0.0)) == 0.0
