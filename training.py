@@ -258,7 +258,7 @@ class TrainConfig:
     dfdc_fake_share: float = 0.25  # with pseudo-fakes: the share of the dataset's own fakes shown each epoch
     part_share: float = 0.3  # the share of pseudo-fakes blended over one part of the face (mouth, eyes, nose)
     low_res_share: float = 0.3  # the share of pseudo-fakes whose blended-in face was rendered at a lower resolution
-    swap_share: float = 0.3  # the share of pseudo-fakes that blend in another real face of the split (Face X-ray)
+    swap_share: float = 0.6  # the share of pseudo-fakes that blend in another real face of the split (Face X-ray)
     fake_weight: float = 0.45  # the fakes' share of the loss: below half, a face that shows no trace leans real
     init: str = ""  # a trained .keras model of the same shape to start from (fine-tuning); "": from scratch
     batch_size: int = 128
