@@ -34,6 +34,7 @@ from storage import AnalysisFolders, hours_ago
 log = logging.getLogger(__name__)
 
 QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
+DOWNLOADING = "downloading"  # the stage before the pipeline's own stages when a job comes from a link
 FINISHED = (DONE, FAILED)
 # Why a job failed, as codes with parameters: each page says them in its own language (wording.py),
 # and what only an operator should see (hosts, project ids, library errors) goes to the log.
@@ -503,13 +504,13 @@ class VideoAnalysis:
         folder = self.folders.folder(job.id)
         if folder is None:
             raise JobDeletedError(job.id)
-        progress("downloading", 0, 0)
+        progress(DOWNLOADING, 0, 0)
         try:
             return download.fetch(
                 job.source_url,
                 folder,
                 download_limits(self.settings),
-                lambda done, total: progress("downloading", _megabytes(done), _megabytes(total)),
+                lambda done, total: progress(DOWNLOADING, _megabytes(done), _megabytes(total)),
             )
         except download.LinkError as error:
             raise JobFailedError(error.code, **error.params) from error

@@ -24,6 +24,9 @@ from custom_vision import Classifier, Prediction, TagStats
 
 DETECT_BATCH = 8  # sampled frames per MTCNN call
 READ_AHEAD = 2 * DETECT_BATCH  # decoded frames waiting for MTCNN at most (the decode thread then waits)
+# The stages analyze() reports as it goes, in order (a job page names each one in words).
+DECODING, DETECTING, CLASSIFYING, SAVING = "decoding", "detecting faces", "classifying", "saving"
+STAGES = (DECODING, DETECTING, CLASSIFYING, SAVING)
 LOW_QUALITY_WARNING = "low-quality video: this verdict is less reliable"
 
 Progress = Callable[[str, int, int], None]  # stage, frames done, frames total (an estimate)
@@ -130,14 +133,14 @@ def analyze(
     crops: list[face.FaceCrop] = []
     timings = {"decode": 0.0, "detect": 0.0}
     sampled = 0
-    report("decoding", 0, expected)
+    report(DECODING, 0, expected)
     with contextlib.closing(_decoded(sampler, read_ahead, timings)) as frames:
         for batch in batches(frames, DETECT_BATCH):
             if max_seconds is not None and batch[-1].time_s > max_seconds:
                 raise VideoTooLongError(max_seconds)
             if sampled + len(batch) > settings.max_sampled_frames:
                 raise TooManyFramesError(settings.max_sampled_frames)
-            report("detecting faces", sampled, expected)
+            report(DETECTING, sampled, expected)
             tick = time.perf_counter()
             images = [frame.image for frame in batch]
             found = detector.detect_many(images, min_face_fraction=settings.min_face_fraction)
@@ -153,15 +156,15 @@ def analyze(
                     time_s=frame.time_s,
                 )
             sampled += len(batch)
-            report("detecting faces", sampled, max(sampled, expected))
+            report(DETECTING, sampled, max(sampled, expected))
 
-    report("classifying", sampled, sampled)
+    report(CLASSIFYING, sampled, sampled)
     tick = time.perf_counter()
     predictions = classifier.classify([crop.image for crop in crops])
     timings["classify"] = time.perf_counter() - tick
     verdict = custom_vision.decide(predictions)
 
-    report("saving", sampled, sampled)  # the last point where a deleted job stops before writing crops
+    report(SAVING, sampled, sampled)  # the last point where a deleted job stops before writing crops
     crop_results = [
         _crop_result(crop, prediction, crops_dir) for crop, prediction in zip(crops, predictions, strict=True)
     ]

@@ -80,7 +80,7 @@ def results(analysis_id: str):
             error=wording.failure_message(job.failure),
             can_retry=services().folders.upload_path(analysis_id) is not None or bool(job.source_url),
         )
-    return render_template("job.html", analysis_id=analysis_id, job=job)
+    return render_template("job.html", analysis_id=analysis_id, job=job, stages=wording.stage_labels())
 
 
 @bp.get("/results/<analysis_id>/report")

@@ -1,6 +1,6 @@
 """What the server says in words, in the viewer's language: why a job failed, why a verdict is
-uncertain, the one-line summary, durations. Results and jobs store codes and numbers; the words are
-made here when a page, the report or the API shows them.
+uncertain, the one-line summary, what a running job is doing, durations. Results and jobs store
+codes and numbers; the words are made here when a page, the report or the API shows them.
 """
 
 from __future__ import annotations
@@ -112,6 +112,19 @@ def person_summary(person: pipeline.PersonResult) -> str:
         person=person.person,
         fake=fake,
     )
+
+
+def stage_labels() -> dict[str, str]:
+    """What a job page says for each stage (and status) a job reports while it waits or runs."""
+    return {
+        jobs.DOWNLOADING: _("Fetching the video from the link"),
+        jobs.QUEUED: _("Waiting for a free worker"),
+        jobs.RUNNING: _("Starting the analysis"),
+        pipeline.DECODING: _("Reading the video"),
+        pipeline.DETECTING: _("Finding faces"),
+        pipeline.CLASSIFYING: _("Judging the face crops"),
+        pipeline.SAVING: _("Saving the result"),
+    }
 
 
 def duration(seconds: float) -> str:

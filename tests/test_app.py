@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import html
 import io
 import json
+import re
 from pathlib import Path
 
 import cv2
 import pytest
 
+import jobs
+import pipeline
 from custom_vision import AzureClassifier, ClassifierError
 
 from .conftest import ANALYZE_JSON_KEYS, azure_with, face_frames, wait_for_job, write_video
@@ -218,6 +222,24 @@ def test_the_job_page_shows_progress_then_turns_into_the_result(make_app, media,
     wait_for_job(app, job_id)
     page = client.get(location).get_data(as_text=True)
     assert 'data-verdict="DeepFake"' in page and "<progress" not in page
+
+
+def test_every_stage_a_job_reports_is_named_in_words_in_each_language(make_app, media):
+    app = make_app()
+    client = app.test_client()
+    location = upload(client, media["face_video"]).headers["Location"]
+    job_id = location.rsplit("/", 1)[-1]
+    app.extensions["deepfake"].store.claim("a test worker", 30)  # the queue is not started: nothing else runs it
+    for stage in (jobs.DOWNLOADING, *pipeline.STAGES):
+        app.extensions["deepfake"].store.progress(job_id, "a test worker", stage, 1, 3)
+        shown = {}
+        for language in ("en", "ko"):
+            page = client.get(location, headers={"Accept-Language": language}).get_data(as_text=True)
+            shown[language] = re.search(r'<p id="stage"[^>]*>([^<]*)</p>', page).group(1)
+        assert shown["en"] and shown["en"] != stage, f"stage {stage!r} is shown as {shown['en']!r}"
+        assert shown["ko"] != shown["en"], f"stage {stage!r} has no Korean words"
+        stages_for_the_script = json.loads(html.unescape(re.search(r'data-stages="([^"]*)"', page).group(1)))
+        assert stages_for_the_script[stage] == shown["ko"]  # job.js names a stage it polls the same way
 
 
 def test_the_results_page_has_timeline_download_and_delete(app, client, media, mocked_azure):

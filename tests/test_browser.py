@@ -82,6 +82,7 @@ def test_upload_watch_progress_and_read_the_verdict(served, browser, tmp_path):
         "Reading the video",
         "Finding faces",
         "Judging the face crops",
+        "Saving the result",
     }
     assert page.locator("#verdict").inner_text() == "DeepFake"
     assert page.locator("#deepfake-probability").inner_text() == "80.0%"
