@@ -53,6 +53,17 @@ def build(
     return keras.Model(inputs, outputs, name="deepfake_crop_cnn")
 
 
+def at_input_size(network, size: int):
+    """The same network with the same weights, taking size x size crops: no layer's weights depend
+    on the input size (global average pooling comes before the dense layer)."""
+    tf_runtime.load()
+    import keras
+
+    resized = keras.models.clone_model(network, input_tensors=keras.Input((size, size, 3), dtype="uint8", name="crop"))
+    resized.set_weights(network.get_weights())
+    return resized
+
+
 def apply_temperature(network, temperature: float) -> None:
     """Divide the network's output logit by ``temperature`` (calibration), in its last layer's weights,
     so the saved model answers calibrated probabilities at no cost."""

@@ -667,6 +667,8 @@ def average_models(
     than any of them ("model soups", Wortsman et al., ICML 2022). Each model's temperature
     is part of its last layer; the average is calibrated anew. The val figures of every model and of
     the average are reported side by side: the val score says whether the average is worth shipping.
+    Models trained at different input sizes (`train --input-size`) are all scored, and averaged, at
+    the first one's.
     """
     tf_runtime.load()
     import keras
@@ -674,13 +676,15 @@ def average_models(
     say = progress or log.info
     started = time.perf_counter()
     networks = [keras.models.load_model(path, compile=False) for path in paths]
+    size = int(networks[0].input_shape[1]) if networks else 0
+    networks = [n if int(n.input_shape[1]) == size else model.at_input_size(n, size) for n in networks]
     shapes = [[weight.shape for weight in network.get_weights()] for network in networks]
     if len(networks) < 2 or any(shape != shapes[0] for shape in shapes):
         raise ValueError("average needs two or more models of the same network (same layers and sizes)")
     val_faces = load_faces(dataset, "val")
     if not (val_faces.labels == 0).any():
         raise ValueError(f"{dataset} needs real crops in its val split")
-    sets = validation_sets(val_faces, int(networks[0].input_shape[1]), seed)
+    sets = validation_sets(val_faces, size, seed)
     ingredients = []
     for path, network in zip(paths, networks, strict=True):
         digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()

@@ -84,3 +84,14 @@ def test_a_network_of_another_shape_is_refused_by_name():
     outputs = keras.layers.Dense(1, activation="sigmoid")(x)
     with pytest.raises(ValueError, match="MaxPooling2D"):
         model.MirroredScorer(keras.Model(inputs, outputs))
+
+
+def test_a_network_at_another_input_size_keeps_its_weights_and_takes_the_new_size(network):
+    resized = model.at_input_size(network, 40)
+    assert resized.input_shape == (None, 40, 40, 3)
+    for got, kept in zip(resized.get_weights(), network.get_weights(), strict=True):
+        assert np.array_equal(got, kept)
+    batch = np.random.default_rng(1).integers(0, 256, (3, 40, 40, 3), dtype=np.uint8)
+    plain = resized(batch, training=False).numpy()[:, 0]
+    flipped = resized(np.ascontiguousarray(batch[:, :, ::-1]), training=False).numpy()[:, 0]
+    assert np.allclose(logit(model.MirroredScorer(resized)(batch)), (logit(plain) + logit(flipped)) / 2, atol=1e-4)

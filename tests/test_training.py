@@ -218,6 +218,22 @@ def test_average_models_averages_the_weights_and_calibrates_the_average(runner, 
         assert np.allclose(got, mean / temperature, rtol=1e-3, atol=1e-6)
 
 
+def test_average_models_takes_the_first_models_input_size(runner, tmp_path):
+    import keras
+
+    dataset = tiny_dataset(tmp_path / "tiny")
+    keras.utils.set_random_seed(3)
+    model.build(40, widths=(8, 16), stem=4).save(tmp_path / "at40.keras")
+    model.build(32, widths=(8, 16), stem=4).save(tmp_path / "at32.keras")
+    args = ["average-models", str(dataset), str(tmp_path / "at40.keras"), str(tmp_path / "at32.keras")]
+    result = runner.invoke(args=[*args, "--out", str(tmp_path / "avg")])
+    assert result.exit_code == 0, result.output
+    averaged = keras.models.load_model(tmp_path / "avg" / "deepfake_crop_cnn.keras", compile=False)
+    assert averaged.input_shape == (None, 40, 40, 3)
+    inputs = [keras.models.load_model(tmp_path / f"at{n}.keras", compile=False).get_weights() for n in (40, 32)]
+    assert np.allclose(averaged.get_weights()[0], (inputs[0][0] + inputs[1][0]) / 2, atol=1e-6)
+
+
 def test_average_models_refuses_models_of_different_networks(runner, tmp_path):
     dataset = tiny_dataset(tmp_path / "tiny")
     model.build(32, widths=(8, 16), stem=4).save(tmp_path / "a.keras")
