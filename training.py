@@ -676,11 +676,11 @@ def average_models(
     say = progress or log.info
     started = time.perf_counter()
     networks = [keras.models.load_model(path, compile=False) for path in paths]
-    size = int(networks[0].input_shape[1]) if networks else 0
-    networks = [n if int(n.input_shape[1]) == size else model.at_input_size(n, size) for n in networks]
     shapes = [[weight.shape for weight in network.get_weights()] for network in networks]
     if len(networks) < 2 or any(shape != shapes[0] for shape in shapes):
         raise ValueError("average needs two or more models of the same network (same layers and sizes)")
+    size = int(networks[0].input_shape[1])  # no weight depends on it: the others are read at this size
+    networks = [n if int(n.input_shape[1]) == size else model.at_input_size(n, size) for n in networks]
     val_faces = load_faces(dataset, "val")
     if not (val_faces.labels == 0).any():
         raise ValueError(f"{dataset} needs real crops in its val split")
