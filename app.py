@@ -306,6 +306,13 @@ def build_dataset_command(src: Path, out: Path) -> None:
     default=None,
     help="Start from this trained model (same network) instead of from scratch.",
 )
+@click.option(
+    "--widths",
+    callback=lambda context, parameter, value: parse_widths(value),
+    default=",".join(map(str, training.TrainConfig.widths)),
+    show_default=True,
+    help="The filters of each stage of the network, comma-separated.",
+)
 @click.option("--learning-rate", type=float, default=training.TrainConfig.learning_rate, show_default=True)
 @click.option("--limit", type=int, default=0, help="Use at most this many crops per split (for quick trials).")
 def train_command(dataset: Path, out: Path | None, **options) -> None:
@@ -324,6 +331,32 @@ def train_command(dataset: Path, out: Path | None, **options) -> None:
         f"best epoch {metrics['best_epoch']}: val ROC AUC {best['val_auc_dfdc']}, pseudo-fake val ROC AUC "
         f"{best['val_auc_pseudo']}; temperature {metrics['temperature']}; {metrics['train_seconds']:.0f}s; model in {out}"
     )
+
+
+def parse_widths(value: str) -> tuple[int, ...]:
+    """Stage widths as `--widths` spells them: positive whole numbers, comma-separated."""
+    try:
+        widths = tuple(int(part) for part in value.split(","))
+    except ValueError:
+        widths = ()
+    if not widths or min(widths) < 1:
+        raise click.BadParameter(f"{value!r} is not a comma-separated list of positive whole numbers (e.g. 24,48,96)")
+    return widths
+
+
+@cli.cli.command("widen-model")
+@click.argument("network_path", metavar="MODEL", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--widths", required=True, callback=lambda context, parameter, value: parse_widths(value))
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="The .keras file to write.")
+@click.option("--seed", type=int, default=training.TrainConfig.seed, show_default=True)
+def widen_model_command(network_path: Path, widths: tuple[int, ...], out: Path, seed: int) -> None:
+    """Write a copy of MODEL with more filters in its stages that computes the same function (to
+    train a wider network on from a trained one: `train --init OUT --widths ...`)."""
+    try:
+        report = training.widen_model(network_path, widths, out, seed=seed)
+    except ValueError as error:
+        raise click.ClickException(str(error)) from error
+    click.echo(f"stage widths {report['from']} -> {report['to']}; {report['parameters']} parameters; model in {out}")
 
 
 @cli.cli.command("average-models")

@@ -15,6 +15,7 @@ import numpy as np
 import tf_runtime
 
 INPUT_SIZE = 128
+WIDTHS = (24, 48, 96, 192, 256)  # the filters of each of `build`'s five stages
 
 
 def resize(image: np.ndarray, size: int = INPUT_SIZE) -> np.ndarray:
@@ -23,9 +24,7 @@ def resize(image: np.ndarray, size: int = INPUT_SIZE) -> np.ndarray:
     return cv2.resize(image, (size, size), interpolation=interpolation)
 
 
-def build(
-    input_size: int = INPUT_SIZE, widths: tuple[int, ...] = (24, 48, 96, 192, 256), stem: int = 16, dropout: float = 0.3
-):
+def build(input_size: int = INPUT_SIZE, widths: tuple[int, ...] = WIDTHS, stem: int = 16, dropout: float = 0.3):
     """A plain CNN trained from scratch (no pretrained weights can be had here): a full-resolution
     3x3 convolution of ``stem`` filters (0: none), so fine texture reaches the network before any
     striding, then five stages of two 3x3 convolutions, the first of each with stride 2, then global
@@ -51,6 +50,61 @@ def build(
     x = layers.Dropout(dropout)(x)
     outputs = layers.Dense(1, activation="sigmoid", name="p_deepfake")(x)
     return keras.Model(inputs, outputs, name="deepfake_crop_cnn")
+
+
+def widths_of(network) -> tuple[int, ...]:
+    """The stage widths of a network made by `build` (the stem, if any, is not a stage)."""
+    from keras import layers
+
+    filters = [layer.filters for layer in network.layers if isinstance(layer, layers.Conv2D)]
+    return tuple(filters[len(filters) % 2 :: 2])
+
+
+def widen(network, widths: tuple[int, ...], seed: int = 0, noise: float = 0.01):
+    """A wider copy of a network made by `build` that computes the same function (Net2WiderNet, Chen,
+    Goodfellow and Shlens, ICLR 2016), so that a wider network can be trained on from a trained one
+    instead of from scratch.
+
+    Each stage keeps its filters and gains copies of filters drawn at random from them, with their
+    batch normalisation; the layer after divides the weights it reads from a filter by the number of
+    copies of it, so the sum it makes is unchanged. The copies' own weights get Gaussian noise of
+    ``noise`` times the spread of each filter's weights (0: an exact copy), else a filter and its copy
+    would get the same gradients and never part. The stem and the input size are kept."""
+    tf_runtime.load()
+    from keras import layers
+
+    widths = tuple(int(width) for width in widths)
+    before = widths_of(network)
+    if len(widths) != len(before) or any(new < old for new, old in zip(widths, before, strict=True)):
+        raise ValueError(f"widen keeps the {len(before)} stages and can only add filters: {widths} from {before}")
+    convolutions = [layer for layer in network.layers if isinstance(layer, layers.Conv2D)]
+    stem = convolutions[0].filters if len(convolutions) % 2 else 0
+    dropout = next((layer.rate for layer in network.layers if isinstance(layer, layers.Dropout)), 0.0)
+    wider = build(int(network.input_shape[1]), widths, stem=stem, dropout=dropout)
+
+    def of_kind(net, kind):
+        return [layer for layer in net.layers if isinstance(layer, kind)]
+
+    rng = np.random.default_rng(seed)
+    source = np.arange(3)  # which old input channel each new one copies
+    copies = np.ones(3)  # how many new channels copy each old one
+    pairs = zip(of_kind(network, layers.Conv2D), of_kind(network, layers.BatchNormalization), strict=True)
+    targets = zip(of_kind(wider, layers.Conv2D), of_kind(wider, layers.BatchNormalization), strict=True)
+    for (conv, norm), (wide_conv, wide_norm) in zip(pairs, targets, strict=True):
+        (kernel,) = conv.get_weights()
+        old, new = kernel.shape[-1], wide_conv.filters
+        kernel = kernel[:, :, source, :] / copies[source][None, None, :, None]
+        chosen = np.concatenate([np.arange(old), rng.integers(0, old, new - old)])
+        kernel = kernel[..., chosen]
+        if new > old:
+            spread = kernel[..., old:].std(axis=(0, 1, 2), keepdims=True)
+            kernel[..., old:] += rng.normal(0.0, 1.0, kernel[..., old:].shape) * spread * noise
+        wide_conv.set_weights([kernel.astype(np.float32)])
+        wide_norm.set_weights([weight[chosen] for weight in norm.get_weights()])
+        source, copies = chosen, np.bincount(chosen, minlength=old)
+    kernel, bias = network.layers[-1].get_weights()
+    wider.layers[-1].set_weights([kernel[source] / copies[source][:, None], bias])
+    return wider
 
 
 def at_input_size(network, size: int):

@@ -261,6 +261,7 @@ class TrainConfig:
     swap_share: float = 0.6  # the share of pseudo-fakes that blend in another real face of the split (Face X-ray)
     fake_weight: float = 0.45  # the fakes' share of the loss: below half, a face that shows no trace leans real
     init: str = ""  # a trained .keras model of the same shape to start from (fine-tuning); "": from scratch
+    widths: tuple[int, ...] = model.WIDTHS  # the filters of each stage of the network (see `model.build`)
     batch_size: int = 128
     learning_rate: float = 5e-4
     weight_decay: float = 1e-4
@@ -555,6 +556,15 @@ def train(
     say = progress or log.info
     entropy = stream_entropy(config)
     keras.utils.set_random_seed(int(np.random.SeedSequence(entropy).generate_state(1)[0]))
+    network = model.build(config.input_size, config.widths, stem=config.stem, dropout=config.dropout)
+    if config.init:
+        start = keras.models.load_model(config.init, compile=False)
+        if [w.shape for w in start.get_weights()] != [w.shape for w in network.get_weights()]:
+            raise ValueError(
+                f"{config.init} is not a network of the shape asked for (its stage widths: {model.widths_of(start)}; "
+                f"asked for: {config.widths}); train with its widths, or widen it first (widen-model)"
+            )
+        network.set_weights(start.get_weights())
     started = time.perf_counter()
     train_faces = load_faces(dataset, "train", config.limit)
     val_faces = load_faces(dataset, "val", config.limit)
@@ -565,9 +575,6 @@ def train(
 
     examples = len(epoch_plan(train_faces, config, np.random.default_rng(config.seed)))
     steps = int(np.ceil(examples / config.batch_size))
-    network = model.build(config.input_size, stem=config.stem, dropout=config.dropout)
-    if config.init:
-        network.set_weights(keras.models.load_model(config.init, compile=False).get_weights())
     schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=steps * config.epochs)
     network.compile(
         optimizer=keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay), loss="binary_crossentropy"
@@ -609,7 +616,7 @@ def train(
     checkpoint.unlink()
     best = max((row for row in history if row["epoch"] > 0), key=lambda row: row["val_score"])
 
-    shipped = model.build(config.input_size, stem=config.stem, dropout=config.dropout)
+    shipped = model.build(config.input_size, config.widths, stem=config.stem, dropout=config.dropout)
     shipped.set_weights(network.get_weights())  # no optimizer state: a third of the size
     calibration = calibrate(shipped, sets)
     shipped.save(out / model_name)
@@ -710,6 +717,19 @@ def average_models(
     (out / "metrics.json").write_text(json.dumps(report, indent=2))
     say(f"wrote {out / model_name} and {out / 'metrics.json'}")
     return report
+
+
+def widen_model(path: Path, widths: tuple[int, ...], out: Path, *, seed: int = TrainConfig.seed) -> dict:
+    """Write to ``out`` a copy of the model at ``path`` with ``widths`` filters in its stages that
+    computes the same function (see `model.widen`): a start for `train --init` with those widths."""
+    tf_runtime.load()
+    import keras
+
+    network = keras.models.load_model(path, compile=False)
+    wider = model.widen(network, widths, seed=seed)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    wider.save(out)
+    return {"from": model.widths_of(network), "to": model.widths_of(wider), "parameters": wider.count_params()}
 
 
 UPLOAD_BATCH = 64  # the most images Custom Vision takes in one create_images_from_files call

@@ -86,6 +86,40 @@ def test_a_network_of_another_shape_is_refused_by_name():
         model.MirroredScorer(keras.Model(inputs, outputs))
 
 
+@pytest.mark.parametrize("stem", [4, 0])
+def test_a_widened_network_computes_what_the_narrow_one_did(network, stem):
+    import keras
+
+    keras.utils.set_random_seed(8)
+    narrow = network if stem else model.build(32, widths=(8, 16), stem=0)
+    batch = crops(seed=3)
+    wider = model.widen(narrow, (12, 24), noise=0.0)
+    assert model.widths_of(narrow) == (8, 16) and model.widths_of(wider) == (12, 24)
+    assert wider.count_params() > narrow.count_params()
+    assert np.allclose(wider(batch, training=False), narrow(batch, training=False), atol=1e-5)
+    assert np.allclose(model.MirroredScorer(wider)(batch), model.MirroredScorer(narrow)(batch), atol=1e-5)
+    first = wider.layers[[type(layer) for layer in wider.layers].index(keras.layers.Conv2D)]
+    assert first.filters == (stem or 12)  # a stem keeps its width
+
+    noisy = model.widen(narrow, (12, 24), noise=0.01)  # the copies differ a little from their filters
+
+    def kernels(net):
+        return [layer.get_weights()[0] for layer in net.layers if isinstance(layer, keras.layers.Conv2D)]
+
+    for before, exact, shaken in zip(kernels(narrow), kernels(wider), kernels(noisy), strict=True):
+        old = before.shape[-1]  # the first filters are the narrow network's, the rest copies
+        assert np.array_equal(exact[..., :old], shaken[..., :old])
+        assert all(not np.allclose(exact[..., i], shaken[..., i]) for i in range(old, exact.shape[-1]))
+    assert np.allclose(noisy(batch, training=False), narrow(batch, training=False), atol=0.02)
+
+
+def test_widen_only_adds_filters_to_the_same_stages(network):
+    for widths in [(8, 12), (8, 16, 32), (8,)]:
+        with pytest.raises(ValueError, match="can only add filters"):
+            model.widen(network, widths)
+    assert model.widths_of(model.widen(network, (8, 16))) == (8, 16)
+
+
 def test_a_network_at_another_input_size_keeps_its_weights_and_takes_the_new_size(network):
     resized = model.at_input_size(network, 40)
     assert resized.input_shape == (None, 40, 40, 3)

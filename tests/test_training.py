@@ -189,6 +189,50 @@ def test_fine_tuning_starts_from_the_given_model(runner, tmp_path):
         assert row["val_score_without_light_and_pose"] == pytest.approx(np.mean(before), abs=2e-4)
 
 
+def test_a_model_widened_by_widen_model_trains_on_at_its_new_widths(runner, tmp_path):
+    import keras
+
+    dataset = tiny_dataset(tmp_path / "tiny")
+    small = ["--input-size", "32", "--epochs", "1", "--no-pseudo-fakes", "--no-degrade"]
+    first = runner.invoke(args=["train", str(dataset), "--out", str(tmp_path / "a"), "--widths", "8,8,8,8,8", *small])
+    assert first.exit_code == 0, first.output
+    narrow = tmp_path / "a" / "deepfake_crop_cnn.keras"
+    wide = tmp_path / "wide.keras"
+    widened = runner.invoke(args=["widen-model", str(narrow), "--widths", "8,8,8,12,16", "--out", str(wide)])
+    assert widened.exit_code == 0, widened.output
+    assert "(8, 8, 8, 8, 8) -> (8, 8, 8, 12, 16)" in widened.output
+    crops = np.random.default_rng(4).integers(0, 256, (5, 32, 32, 3), dtype=np.uint8)
+    before, after = (keras.models.load_model(path, compile=False) for path in (narrow, wide))
+    assert np.allclose(model.MirroredScorer(after)(crops), model.MirroredScorer(before)(crops), atol=0.02)
+
+    refused = runner.invoke(args=["train", str(dataset), "--out", str(tmp_path / "b"), "--init", str(wide), *small])
+    assert refused.exit_code != 0
+    assert "its stage widths: (8, 8, 8, 12, 16)" in refused.output and "widen-model" in refused.output
+    args = ["train", str(dataset), "--out", str(tmp_path / "b"), "--init", str(wide), "--widths", "8,8,8,12,16"]
+    tuned = runner.invoke(args=[*args, *small])
+    assert tuned.exit_code == 0, tuned.output
+    trained = keras.models.load_model(tmp_path / "b" / "deepfake_crop_cnn.keras", compile=False)
+    assert model.widths_of(trained) == (8, 8, 8, 12, 16)
+    assert json.loads((tmp_path / "b" / "metrics.json").read_text())["config"]["widths"] == [8, 8, 8, 12, 16]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--widths", "8,16,8"], "can only add filters"),
+        (["--widths", "8,8,8,8"], "can only add filters"),
+        (["--widths", "8,x"], "comma-separated list of positive whole numbers"),
+        (["--widths", "8,0,8,8,8"], "comma-separated list of positive whole numbers"),
+    ],
+)
+def test_widen_model_refuses_what_it_cannot_widen_to(runner, tmp_path, args, message):
+    model.build(32, widths=(8, 8, 8, 8, 8), stem=4).save(tmp_path / "a.keras")
+    result = runner.invoke(args=["widen-model", str(tmp_path / "a.keras"), "--out", str(tmp_path / "b.keras"), *args])
+    assert result.exit_code != 0
+    assert message in result.output
+    assert not (tmp_path / "b.keras").exists()
+
+
 def test_average_models_averages_the_weights_and_calibrates_the_average(runner, tmp_path):
     import keras
 
