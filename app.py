@@ -223,6 +223,17 @@ def build_dataset_command(src: Path, out: Path) -> None:
     )
 
 
+def parse_widths(context: click.Context, parameter: click.Parameter, value: str) -> tuple[int, ...]:
+    """Stage widths as `--widths` spells them (a click callback): positive whole numbers, comma-separated."""
+    try:
+        widths = tuple(int(part) for part in value.split(","))
+    except ValueError:
+        widths = ()
+    if not widths or min(widths) < 1:
+        raise click.BadParameter(f"{value!r} is not a comma-separated list of positive whole numbers (e.g. 24,48,96)")
+    return widths
+
+
 @cli.cli.command("train")
 @click.argument("dataset", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None, help="Default: models/.")
@@ -308,7 +319,7 @@ def build_dataset_command(src: Path, out: Path) -> None:
 )
 @click.option(
     "--widths",
-    callback=lambda context, parameter, value: parse_widths(value),
+    callback=parse_widths,
     default=",".join(map(str, training.TrainConfig.widths)),
     show_default=True,
     help="The filters of each stage of the network, comma-separated.",
@@ -333,20 +344,9 @@ def train_command(dataset: Path, out: Path | None, **options) -> None:
     )
 
 
-def parse_widths(value: str) -> tuple[int, ...]:
-    """Stage widths as `--widths` spells them: positive whole numbers, comma-separated."""
-    try:
-        widths = tuple(int(part) for part in value.split(","))
-    except ValueError:
-        widths = ()
-    if not widths or min(widths) < 1:
-        raise click.BadParameter(f"{value!r} is not a comma-separated list of positive whole numbers (e.g. 24,48,96)")
-    return widths
-
-
 @cli.cli.command("widen-model")
 @click.argument("network_path", metavar="MODEL", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--widths", required=True, callback=lambda context, parameter, value: parse_widths(value))
+@click.option("--widths", required=True, callback=parse_widths)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="The .keras file to write.")
 @click.option("--seed", type=int, default=training.TrainConfig.seed, show_default=True)
 def widen_model_command(network_path: Path, widths: tuple[int, ...], out: Path, seed: int) -> None:

@@ -77,18 +77,19 @@ def widen(network, widths: tuple[int, ...], seed: int = 0, noise: float = 0.01):
     before = widths_of(network)
     if len(widths) != len(before) or any(new < old for new, old in zip(widths, before, strict=True)):
         raise ValueError(f"widen keeps the {len(before)} stages and can only add filters: {widths} from {before}")
-    convolutions = [layer for layer in network.layers if isinstance(layer, layers.Conv2D)]
-    stem = convolutions[0].filters if len(convolutions) % 2 else 0
-    dropout = next((layer.rate for layer in network.layers if isinstance(layer, layers.Dropout)), 0.0)
-    wider = build(int(network.input_shape[1]), widths, stem=stem, dropout=dropout)
 
     def of_kind(net, kind):
         return [layer for layer in net.layers if isinstance(layer, kind)]
 
+    convolutions = of_kind(network, layers.Conv2D)
+    stem = convolutions[0].filters if len(convolutions) % 2 else 0
+    dropout = next((layer.rate for layer in of_kind(network, layers.Dropout)), 0.0)
+    wider = build(int(network.input_shape[1]), widths, stem=stem, dropout=dropout)
+
     rng = np.random.default_rng(seed)
     source = np.arange(3)  # which old input channel each new one copies
     copies = np.ones(3)  # how many new channels copy each old one
-    pairs = zip(of_kind(network, layers.Conv2D), of_kind(network, layers.BatchNormalization), strict=True)
+    pairs = zip(convolutions, of_kind(network, layers.BatchNormalization), strict=True)
     targets = zip(of_kind(wider, layers.Conv2D), of_kind(wider, layers.BatchNormalization), strict=True)
     for (conv, norm), (wide_conv, wide_norm) in zip(pairs, targets, strict=True):
         (kernel,) = conv.get_weights()

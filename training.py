@@ -559,12 +559,13 @@ def train(
     network = model.build(config.input_size, config.widths, stem=config.stem, dropout=config.dropout)
     if config.init:
         start = keras.models.load_model(config.init, compile=False)
-        if [w.shape for w in start.get_weights()] != [w.shape for w in network.get_weights()]:
+        weights = start.get_weights()
+        if [w.shape for w in weights] != [w.shape for w in network.get_weights()]:
             raise ValueError(
                 f"{config.init} is not a network of the shape asked for (its stage widths: {model.widths_of(start)}; "
                 f"asked for: {config.widths}); train with its widths, or widen it first (widen-model)"
             )
-        network.set_weights(start.get_weights())
+        network.set_weights(weights)
     started = time.perf_counter()
     train_faces = load_faces(dataset, "train", config.limit)
     val_faces = load_faces(dataset, "val", config.limit)
