@@ -312,6 +312,13 @@ def parse_widths(context: click.Context, parameter: click.Parameter, value: str)
     help="The fakes' share of the loss (real faces have the rest).",
 )
 @click.option(
+    "--xray-weight",
+    type=click.FloatRange(0.0),
+    default=training.TrainConfig.xray_weight,
+    show_default=True,
+    help="The weight of a second loss: where the blend boundary runs in each crop (face X-ray); 0: none.",
+)
+@click.option(
     "--init",
     type=click.Path(exists=True, dir_okay=False),
     default=None,

@@ -52,6 +52,34 @@ def build(input_size: int = INPUT_SIZE, widths: tuple[int, ...] = WIDTHS, stem: 
     return keras.Model(inputs, outputs, name="deepfake_crop_cnn")
 
 
+XRAY_STRIDE = 8  # a face X-ray is predicted from the features at an eighth of the input's size
+
+
+def xray_size(input_size: int) -> int:
+    """The side of the face X-ray map predicted for a crop of ``input_size``."""
+    return input_size // XRAY_STRIDE
+
+
+def with_xray_head(network, filters: int = 32):
+    """A training model around ``network`` (made by `build`, its layers shared, not copied) with a
+    second output: the crop's face X-ray (Li et al., CVPR 2020), where the blend boundary runs, read
+    by a small head (a 3x3 convolution of ``filters``, then a 1x1 one) from the last features at an
+    eighth of the input's size. Learning where the boundary is, not only whether there is one, asks
+    the network for the trace any blend leaves rather than what one dataset's fakes look like. The
+    head is for training only: analysis uses ``network`` alone."""
+    tf_runtime.load()
+    import keras
+    from keras import layers
+
+    side = xray_size(network.input_shape[1])
+    features = [layer for layer in network.layers if isinstance(layer, layers.ReLU) and layer.output.shape[1] == side]
+    if not features:
+        raise ValueError(f"the network has no features at {side} x {side} to read a face X-ray from")
+    x = layers.Conv2D(filters, 3, padding="same", activation="relu", name="xray_features")(features[-1].output)
+    xray = layers.Conv2D(1, 1, activation="sigmoid", name="xray")(x)
+    return keras.Model(network.inputs, [network.output, xray], name=f"{network.name}_with_xray")
+
+
 def widths_of(network) -> tuple[int, ...]:
     """The stage widths of a network made by `build` (the stem, if any, is not a stage)."""
     from keras import layers

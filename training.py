@@ -260,6 +260,7 @@ class TrainConfig:
     low_res_share: float = 0.3  # the share of pseudo-fakes whose blended-in face was rendered at a lower resolution
     swap_share: float = 0.6  # the share of pseudo-fakes that blend in another real face of the split (Face X-ray)
     fake_weight: float = 0.45  # the fakes' share of the loss: below half, a face that shows no trace leans real
+    xray_weight: float = 0.0  # the weight of a second loss: the blend boundary's map (face X-ray) of each crop; 0: none
     init: str = ""  # a trained .keras model of the same shape to start from (fine-tuning); "": from scratch
     widths: tuple[int, ...] = model.WIDTHS  # the filters of each stage of the network (see `model.build`)
     batch_size: int = 128
@@ -329,17 +330,47 @@ class Faces:
         (`augmentation.recolour`); ``light_and_pose`` of them tilted and reframed
         (`augmentation.reframed`) and, drawn apart, lit from one side (`augmentation.relight`); and
         ``degrade`` adds the random degradations."""
-        image = self.contexts[index]
+        return self.crop_and_xray(
+            index, kind, size, rng, degrade, part_share, recolour, light_and_pose, low_res_share, swap_share
+        )[0]
+
+    def crop_and_xray(
+        self,
+        index: int,
+        kind: int,
+        size: int | None,
+        rng: np.random.Generator | None,
+        degrade: bool,
+        part_share: float = 0.0,
+        recolour: float = 0.0,
+        light_and_pose: float = 0.0,
+        low_res_share: float = 0.0,
+        swap_share: float = 0.0,
+        xray_size: int = 0,
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """`crop`, and with ``xray_size`` the crop's face X-ray (Li et al., CVPR 2020) at xray_size x
+        xray_size: 4 m (1 - m) for the blend mask m cut, turned and flipped as the crop was, so it is
+        1 where a pixel is an even mix of two sources and 0 where it comes from one. A real face's
+        X-ray is all 0; a dataset fake's is unknown (None). Draws the same random numbers as `crop`."""
+        image, mask = self.contexts[index], None
         if kind == PSEUDO_FAKE and swap_share and rng.random() < swap_share:
             donor = self.donor_for(index, rng)
-            image, _ = augmentation.blend_other_face(
+            image, mask = augmentation.blend_other_face(
                 image, self.keypoints[index], self.contexts[donor], self.keypoints[donor], rng, part_share
             )
         elif kind == PSEUDO_FAKE:
-            image, _ = augmentation.self_blend(image, self.keypoints[index], rng, part_share, low_res_share)
+            image, mask = augmentation.self_blend(image, self.keypoints[index], rng, part_share, low_res_share)
+        elif kind == REAL and xray_size:
+            mask = np.zeros(image.shape[:2], dtype=np.float32)
         box = tuple(int(v) for v in self.boxes[index])
+        keep_mask = xray_size and mask is not None
         if light_and_pose and rng.random() < light_and_pose:
-            image, box = augmentation.reframed(image, box, rng)
+            if keep_mask:  # turned with the image, as a fourth channel
+                mask_channel = np.rint(mask * 255).astype(np.uint8)[..., None]
+                turned, box = augmentation.reframed(np.concatenate([image, mask_channel], axis=2), box, rng)
+                image, mask = turned[..., :3], turned[..., 3].astype(np.float32) / 255
+            else:
+                image, box = augmentation.reframed(image, box, rng)
         if rng is not None:
             box = augmentation.jittered_box(box, image.shape[1], image.shape[0], rng)
         x1, y1, x2, y2 = box
@@ -352,9 +383,14 @@ class Faces:
             crop = augmentation.degrade(crop, rng)
         if size:
             crop = model.resize(crop, size)
+        xray = None
+        if keep_mask:
+            cut = mask[y1:y2, x1:x2]
+            xray = cv2.resize(4 * cut * (1 - cut), (xray_size, xray_size), interpolation=cv2.INTER_AREA)
         if rng is not None and rng.random() < 0.5:
             crop = crop[:, ::-1]
-        return crop
+            xray = None if xray is None else xray[:, ::-1]
+        return crop, xray
 
 
 def _layouts(keypoints: np.ndarray) -> np.ndarray:
@@ -410,9 +446,12 @@ def epoch_plan(faces: Faces, config: TrainConfig, rng: np.random.Generator) -> l
 def training_batches(faces: Faces, config: TrainConfig, workers: int = 2) -> Iterator[tuple]:
     """Endless (crops, labels, sample weights) batches, epoch after epoch, each epoch with new
     pseudo-fakes and degradations. Sample weights give the fakes ``fake_weight`` of the loss, however
-    many of them the epoch holds."""
+    many of them the epoch holds. With ``xray_weight`` the labels and the weights are pairs: beside
+    the labels, each crop's face X-ray at `xray_size` (`Faces.crop_and_xray`), weighed 1 for real
+    faces and pseudo-fakes and 0 for the dataset's fakes, whose blend masks are unknown."""
     from concurrent.futures import ThreadPoolExecutor
 
+    xray_size = model.xray_size(config.input_size) if config.xray_weight else 0
     seeds = np.random.SeedSequence(stream_entropy(config))
     with ThreadPoolExecutor(workers) as pool:  # OpenCV lets go of the GIL: threads make crops in parallel
         for epoch_seed in seeds.spawn(10**6):
@@ -427,9 +466,9 @@ def training_batches(faces: Faces, config: TrainConfig, workers: int = 2) -> Ite
             for start in range(0, len(plan), config.batch_size):
                 batch = plan[start : start + config.batch_size]
                 crop_seeds = np.random.SeedSequence(rng.integers(2**63)).spawn(len(batch))
-                crops = list(
+                made = list(
                     pool.map(
-                        lambda item: faces.crop(
+                        lambda item: faces.crop_and_xray(
                             item[0][0],
                             item[0][1],
                             config.input_size,
@@ -440,12 +479,21 @@ def training_batches(faces: Faces, config: TrainConfig, workers: int = 2) -> Ite
                             augmentation.LIGHT_AND_POSE_SHARE if config.light_and_pose else 0.0,
                             config.low_res_share,
                             config.swap_share,
+                            xray_size,
                         ),
                         zip(batch, crop_seeds, strict=True),
                     )
                 )
+                crops = np.stack([crop for crop, _ in made])
                 y = labels[start : start + len(batch)]
-                yield np.stack(crops), y, np.array([weight[float(v)] for v in y], dtype=np.float32)
+                weights = np.array([weight[float(v)] for v in y], dtype=np.float32)
+                if not xray_size:
+                    yield crops, y, weights
+                    continue
+                unknown = np.zeros((xray_size, xray_size), dtype=np.float32)
+                xrays = np.stack([unknown if xray is None else xray for _, xray in made])[..., None]
+                known = np.array([xray is not None for _, xray in made], dtype=np.float32)[:, None, None]  # per pixel
+                yield crops, (y, xrays), (weights, known)
 
 
 def stream_entropy(config: TrainConfig) -> list[int]:
@@ -577,17 +625,26 @@ def train(
     examples = len(epoch_plan(train_faces, config, np.random.default_rng(config.seed)))
     steps = int(np.ceil(examples / config.batch_size))
     schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=steps * config.epochs)
-    network.compile(
-        optimizer=keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay), loss="binary_crossentropy"
-    )
+    optimizer = keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay)
     size = config.input_size
+    crops = tf.TensorSpec((None, size, size, 3), tf.uint8)
+    per_crop = tf.TensorSpec((None,), tf.float32)
+    if config.xray_weight:  # trains `network` through a model that shares its layers
+        trainee = model.with_xray_head(network)
+        trainee.compile(
+            optimizer=optimizer,
+            loss=["binary_crossentropy", "binary_crossentropy"],
+            loss_weights=[1.0, config.xray_weight],
+        )
+        side = model.xray_size(size)
+        maps = tf.TensorSpec((None, side, side, 1), tf.float32)
+        signature = (crops, (per_crop, maps), (per_crop, tf.TensorSpec((None, 1, 1), tf.float32)))
+    else:
+        trainee = network
+        trainee.compile(optimizer=optimizer, loss="binary_crossentropy")
+        signature = (crops, per_crop, per_crop)
     train_data = tf.data.Dataset.from_generator(
-        lambda: training_batches(train_faces, config),
-        output_signature=(
-            tf.TensorSpec((None, size, size, 3), tf.uint8),
-            tf.TensorSpec((None,), tf.float32),
-            tf.TensorSpec((None,), tf.float32),
-        ),
+        lambda: training_batches(train_faces, config), output_signature=signature
     ).prefetch(4)
     out.mkdir(parents=True, exist_ok=True)
     checkpoint = out / "best.weights.h5"
@@ -598,9 +655,10 @@ def train(
 
     class Report(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
+            losses = {key: round(float(value), 4) for key, value in (logs or {}).items() if key.endswith("loss")}
             figures = {
                 "epoch": epoch + 1,
-                "loss": round(float((logs or {})["loss"]), 4),
+                **losses,
                 **validate(network, sets),
                 "seconds": round(time.perf_counter() - started),
             }
@@ -612,7 +670,7 @@ def train(
                 + ", ".join(f"{k} {v}" for k, v in figures.items() if k != "epoch")
             )
 
-    network.fit(train_data, epochs=config.epochs, steps_per_epoch=steps, callbacks=[Report()], shuffle=False, verbose=0)
+    trainee.fit(train_data, epochs=config.epochs, steps_per_epoch=steps, callbacks=[Report()], shuffle=False, verbose=0)
     network.load_weights(checkpoint)
     checkpoint.unlink()
     best = max((row for row in history if row["epoch"] > 0), key=lambda row: row["val_score"])

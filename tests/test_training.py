@@ -685,3 +685,101 @@ def test_evaluate_reports_several_sets_side_by_side(runner, app, source_folder, 
 def test_evaluate_refuses_a_bad_set(runner, source_folder, argument, message):
     result = runner.invoke(args=["evaluate", argument.format(src=source_folder)])
     assert result.exit_code == 2 and message in result.output
+
+
+def test_a_pseudo_fakes_xray_is_its_blend_mask_cut_and_flipped_as_the_crop(tmp_path, monkeypatch):
+    faces = training.load_faces(tiny_dataset(tmp_path / "tiny"), "train")
+    seen = {}
+
+    def blend_spy(image, keypoints, rng, part_share=0.0, low_res_share=0.0):
+        seen["fake"], seen["mask"] = real_self_blend(image, keypoints, rng, part_share, low_res_share)
+        return seen["fake"], seen["mask"]
+
+    def box_spy(box, width, height, rng):
+        seen["box"] = real_jittered_box(box, width, height, rng)
+        return seen["box"]
+
+    real_self_blend, real_jittered_box = augmentation.self_blend, augmentation.jittered_box
+    monkeypatch.setattr(augmentation, "self_blend", blend_spy)
+    monkeypatch.setattr(augmentation, "jittered_box", box_spy)
+    flips = set()
+    for seed in range(12):
+        crop, xray = faces.crop_and_xray(0, training.PSEUDO_FAKE, None, np.random.default_rng(seed), False, xray_size=8)
+        # The same random draws as `crop`: the same crop.
+        same = faces.crop(0, training.PSEUDO_FAKE, None, np.random.default_rng(seed), False)
+        assert np.array_equal(crop, same)
+        x1, y1, x2, y2 = seen["box"]
+        flipped = not np.array_equal(crop, seen["fake"][y1:y2, x1:x2])
+        assert np.array_equal(crop, seen["fake"][y1:y2, x1:x2][:, ::-1] if flipped else crop)
+        cut = seen["mask"][y1:y2, x1:x2]
+        expected = cv2.resize(4 * cut * (1 - cut), (8, 8), interpolation=cv2.INTER_AREA)
+        assert xray.shape == (8, 8) and np.allclose(xray, expected[:, ::-1] if flipped else expected)
+        assert xray.min() >= 0.0 and xray.max() <= 1.0 and xray.max() > 0.1  # the seam is in the crop
+        flips.add(flipped)
+    assert flips == {True, False}
+
+
+def test_a_turned_pseudo_fakes_xray_turns_with_it(tmp_path):
+    faces = training.load_faces(tiny_dataset(tmp_path / "tiny"), "train")
+    for seed in range(4):
+        plain = faces.crop_and_xray(0, training.PSEUDO_FAKE, 64, np.random.default_rng(seed), False, xray_size=8)[1]
+        posed = faces.crop_and_xray(
+            0, training.PSEUDO_FAKE, 64, np.random.default_rng(seed), False, light_and_pose=1.0, xray_size=8
+        )[1]
+        assert posed.shape == (8, 8) and posed.max() > 0.1 and not np.allclose(plain, posed)
+
+
+def test_a_real_faces_xray_is_empty_and_a_dataset_fakes_unknown(tmp_path):
+    faces = training.load_faces(tiny_dataset(tmp_path / "tiny"), "train")
+    real = faces.crop_and_xray(0, training.REAL, 64, np.random.default_rng(0), True, light_and_pose=1.0, xray_size=8)
+    assert real[0].shape == (64, 64, 3) and np.array_equal(real[1], np.zeros((8, 8), dtype=np.float32))
+    fake = int(np.flatnonzero(faces.labels == 1)[0])
+    assert faces.crop_and_xray(fake, training.DATASET_FAKE, 64, np.random.default_rng(0), True, xray_size=8)[1] is None
+    assert faces.crop_and_xray(0, training.PSEUDO_FAKE, 64, np.random.default_rng(0), True)[1] is None  # not asked
+
+
+def test_with_xray_weight_the_batches_carry_each_crops_xray_weighed_where_known(tmp_path):
+    faces = training.load_faces(tiny_dataset(tmp_path / "tiny"), "train")
+    config = training.TrainConfig(input_size=64, batch_size=27, dfdc_fake_share=1.0, xray_weight=1.0)
+    crops, (labels, xrays), (weights, known) = next(training.training_batches(faces, config))
+    assert crops.shape == (27, 64, 64, 3) and xrays.shape == (27, 8, 8, 1) and known.shape == (27, 1, 1)
+    plain = next(training.training_batches(faces, dataclasses.replace(config, xray_weight=0.0)))
+    assert np.array_equal(plain[0], crops) and np.array_equal(plain[1], labels)  # the same examples
+    assert np.array_equal(plain[2], weights)
+    # 9 real faces (X-ray all 0), their 9 pseudo-fakes (a seam) and 9 DFDC fakes (unknown: weight 0).
+    assert known.sum() == 18 and np.all(xrays[known[:, 0, 0] == 0] == 0)
+    seams = xrays[(known[:, 0, 0] == 1) & (labels == 1)]
+    assert len(seams) == 9 and all(seam.max() > 0.1 for seam in seams)
+    assert np.all(xrays[labels == 0] == 0)
+
+
+def test_the_xray_head_trains_the_network_it_shares_its_layers_with():
+    import keras
+
+    network = model.build(64, (8, 8, 8, 8, 8), stem=0, dropout=0.0)
+    trainee = model.with_xray_head(network)
+    assert trainee.outputs[1].shape[1:] == (8, 8, 1)
+    before = [w.copy() for w in network.get_weights()]
+    trainee.compile(optimizer=keras.optimizers.SGD(0.1), loss=["binary_crossentropy", "binary_crossentropy"])
+    crops = np.random.default_rng(0).integers(0, 256, size=(4, 64, 64, 3), dtype=np.uint8)
+    xrays = np.ones((4, 8, 8, 1), dtype=np.float32)
+    trainee.train_on_batch(crops, (np.ones(4, dtype=np.float32), xrays))
+    assert any(not np.array_equal(a, b) for a, b in zip(before, network.get_weights(), strict=True))
+    with pytest.raises(ValueError, match="no features at 0 x 0"):  # an input too small to have any
+        model.with_xray_head(model.build(4, (8, 8, 8, 8, 8), stem=0))
+
+
+def test_train_with_xray_weight_saves_the_network_without_its_head(runner, tmp_path):
+    import keras
+
+    dataset = tiny_dataset(tmp_path / "tiny")
+    small = ["--input-size", "32", "--widths", "8,8,8,8,8", "--epochs", "1"]
+    result = runner.invoke(args=["train", str(dataset), "--out", str(tmp_path / "x"), "--xray-weight", "1", *small])
+    assert result.exit_code == 0, result.output
+    assert "xray_loss" in result.output and "p_deepfake_loss" in result.output
+    saved = keras.models.load_model(tmp_path / "x" / "deepfake_crop_cnn.keras", compile=False)
+    assert len(saved.outputs) == 1 and model.widths_of(saved) == (8, 8, 8, 8, 8)
+    metrics = json.loads((tmp_path / "x" / "metrics.json").read_text())
+    assert metrics["config"]["xray_weight"] == 1.0 and metrics["history"][-1]["xray_loss"] > 0
+    refused = runner.invoke(args=["train", str(dataset), "--xray-weight", "-1", *small])
+    assert refused.exit_code != 0 and "--xray-weight" in refused.output
