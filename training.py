@@ -309,30 +309,9 @@ class Faces:
         distances = np.linalg.norm(layouts - _layouts(self.keypoints[index : index + 1]), axis=(1, 2))
         return int(drawn[np.argmin(distances)])
 
-    def crop(
-        self,
-        index: int,
-        kind: int,
-        size: int | None,
-        rng: np.random.Generator | None,
-        degrade: bool,
-        part_share: float = 0.0,
-        recolour: float = 0.0,
-        light_and_pose: float = 0.0,
-        low_res_share: float = 0.0,
-        swap_share: float = 0.0,
-    ) -> np.ndarray:
-        """The crop the network sees for face ``index`` made as ``kind``, resized to size x size (None:
-        as cut). With ``rng`` the box is jittered and the crop flipped at random; ``part_share`` of the
-        pseudo-fakes are blended over one part of the face, ``swap_share`` of them blend in another
-        real face (`augmentation.blend_other_face`) and ``low_res_share`` of the others a copy rendered
-        at a lower resolution; ``recolour`` of the crops are shown in other colours
-        (`augmentation.recolour`); ``light_and_pose`` of them tilted and reframed
-        (`augmentation.reframed`) and, drawn apart, lit from one side (`augmentation.relight`); and
-        ``degrade`` adds the random degradations."""
-        return self.crop_and_xray(
-            index, kind, size, rng, degrade, part_share, recolour, light_and_pose, low_res_share, swap_share
-        )[0]
+    def crop(self, index: int, kind: int, *args, **kwargs) -> np.ndarray:
+        """The crop alone of `crop_and_xray` (the same arguments, without ``xray_size``)."""
+        return self.crop_and_xray(index, kind, *args, **kwargs)[0]
 
     def crop_and_xray(
         self,
@@ -348,10 +327,20 @@ class Faces:
         swap_share: float = 0.0,
         xray_size: int = 0,
     ) -> tuple[np.ndarray, np.ndarray | None]:
-        """`crop`, and with ``xray_size`` the crop's face X-ray (Li et al., CVPR 2020) at xray_size x
+        """The crop the network sees for face ``index`` made as ``kind``, resized to size x size (None:
+        as cut). With ``rng`` the box is jittered and the crop flipped at random; ``part_share`` of the
+        pseudo-fakes are blended over one part of the face, ``swap_share`` of them blend in another
+        real face (`augmentation.blend_other_face`) and ``low_res_share`` of the others a copy rendered
+        at a lower resolution; ``recolour`` of the crops are shown in other colours
+        (`augmentation.recolour`); ``light_and_pose`` of them tilted and reframed
+        (`augmentation.reframed`) and, drawn apart, lit from one side (`augmentation.relight`); and
+        ``degrade`` adds the random degradations.
+
+        Beside it, with ``xray_size``, the crop's face X-ray (Li et al., CVPR 2020) at xray_size x
         xray_size: 4 m (1 - m) for the blend mask m cut, turned and flipped as the crop was, so it is
         1 where a pixel is an even mix of two sources and 0 where it comes from one. A real face's
-        X-ray is all 0; a dataset fake's is unknown (None). Draws the same random numbers as `crop`."""
+        X-ray is all 0; a dataset fake's is unknown (None). The X-ray draws no random numbers: the
+        crop is the same with or without it."""
         image, mask = self.contexts[index], None
         if kind == PSEUDO_FAKE and swap_share and rng.random() < swap_share:
             donor = self.donor_for(index, rng)
