@@ -349,10 +349,8 @@ class Faces:
             )
         elif kind == PSEUDO_FAKE:
             image, mask = augmentation.self_blend(image, self.keypoints[index], rng, part_share, low_res_share)
-        elif kind == REAL and xray_size:
-            mask = np.zeros(image.shape[:2], dtype=np.float32)
         box = tuple(int(v) for v in self.boxes[index])
-        keep_mask = xray_size and mask is not None
+        keep_mask = xray_size and mask is not None  # a pseudo-fake's
         if light_and_pose and rng.random() < light_and_pose:
             if keep_mask:  # turned with the image, as a fourth channel
                 mask_channel = np.rint(mask * 255).astype(np.uint8)[..., None]
@@ -376,6 +374,8 @@ class Faces:
         if keep_mask:
             cut = mask[y1:y2, x1:x2]
             xray = cv2.resize(4 * cut * (1 - cut), (xray_size, xray_size), interpolation=cv2.INTER_AREA)
+        elif kind == REAL and xray_size:
+            xray = np.zeros((xray_size, xray_size), dtype=np.float32)
         if rng is not None and rng.random() < 0.5:
             crop = crop[:, ::-1]
             xray = None if xray is None else xray[:, ::-1]
