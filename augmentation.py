@@ -14,11 +14,13 @@ array (left eye, right eye, nose, left and right mouth corner) in the image's pi
 
 from __future__ import annotations
 
+import av
 import cv2
 import numpy as np
 
 BLEND_WEIGHTS = (0.25, 0.5, 0.75, 1.0, 1.0, 1.0)  # as SBI draws them: mostly a full swap, sometimes a faint one
-HEAVY_SHARE = 0.2  # how often `degrade` gives the worst video: a face of a few dozen pixels, blocky JPEG
+HEAVY_SHARE = 0.2  # how often `degrade` gives the worst video: a face of a few dozen pixels, coded coarsely
+CODEC_SHARE = 0.5  # how often `degrade` codes a face as a video codec (H.264) does rather than as JPEG
 RECOLOUR_SHARE = 0.8  # how often training shows a face in another camera's or grade's colours
 LIGHT_AND_POSE_SHARE = 0.5  # how often training tilts and reframes a face, and (drawn apart) lights it from one side
 LOW_RES_SCALE = (1.5, 3.0)  # how many times smaller than the frame a low-resolution swapped-in face is rendered
@@ -229,15 +231,17 @@ def rendered_small(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def degrade(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """The image as a poor video might give it, drawn at random: scaled down (to a fifth at most),
-    blurred, noisy and JPEG-compressed at quality 30 to 95 at that small size, as a low-resolution
-    video is encoded, then scaled back up; each step only sometimes. Applied to real and fake faces
-    alike, so that poor quality is no cue for "fake". The heavy end is where false alarms come from,
-    so it is drawn often: HEAVY_SHARE of the time a fifth to a third of the size at quality 25-50, and
-    half the other downscales go below half the size."""
+    blurred, noisy and coded at that small size, as a low-resolution video is encoded, then scaled back
+    up; each step only sometimes. The coding is JPEG at quality 30 to 95 or, CODEC_SHARE of the time,
+    H.264 at a constant rate factor of 18 to 40 (`h264`): a video codec smooths a face where JPEG makes
+    blocks, and smooth skin must not read as "fake". Applied to real and fake faces alike, so that poor
+    quality is no cue for "fake". The heavy end is where false alarms come from, so it is drawn often:
+    HEAVY_SHARE of the time a fifth to a third of the size, coded at JPEG quality 25-50 or H.264 rate
+    factor 30-42, and half the other downscales go below half the size."""
     height, width = image.shape[:2]
     if rng.random() < HEAVY_SHARE:
         small = cv2.resize(image, _scaled(width, height, rng.uniform(0.2, 0.35)), interpolation=cv2.INTER_AREA)
-        small = jpeg(small, int(rng.integers(25, 51)))
+        small = _coded(small, rng, heavy=True)
         return cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
     small = image
     if rng.random() < 0.5:
@@ -249,10 +253,17 @@ def degrade(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         noise = rng.normal(0.0, rng.uniform(2, 8), size=small.shape)  # from rng, not OpenCV's global generator
         small = np.clip(small + np.rint(noise), 0, 255).astype(np.uint8)
     if rng.random() < 0.7:
-        small = jpeg(small, int(rng.integers(30, 96)))
+        small = _coded(small, rng, heavy=False)
     if small.shape[:2] != (height, width):
         small = cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
     return small
+
+
+def _coded(image: np.ndarray, rng: np.random.Generator, *, heavy: bool) -> np.ndarray:
+    """The image through JPEG or (CODEC_SHARE of the time) H.264, at a level drawn from ``heavy``'s range."""
+    if rng.random() < CODEC_SHARE:
+        return h264(image, int(rng.integers(30, 43) if heavy else rng.integers(18, 41)))
+    return jpeg(image, int(rng.integers(25, 51) if heavy else rng.integers(30, 96)))
 
 
 def recolour(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -315,12 +326,39 @@ def low_quality(image: np.ndarray) -> np.ndarray:
     return jpeg(small, 30)
 
 
+def low_quality_video(image: np.ndarray) -> np.ndarray:
+    """The image as a small face in a re-sent video gives it, always the same way: a third of its width
+    and height, H.264 at rate factor 36. What evaluation measures the false alarms of a video codec with:
+    JPEG's blocks (`low_quality`) and a codec's smoothing are different damage."""
+    height, width = image.shape[:2]
+    small = cv2.resize(image, (max(8, width // 3), max(8, height // 3)), interpolation=cv2.INTER_AREA)
+    return h264(small, 36)
+
+
 def jpeg(image: np.ndarray, quality: int) -> np.ndarray:
     """The image after a round trip through JPEG at ``quality``."""
     ok, data = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
         raise ValueError("could not encode the image as JPEG")
     return cv2.cvtColor(cv2.imdecode(data, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+
+def h264(image: np.ndarray, crf: int) -> np.ndarray:
+    """The image after a round trip through H.264 as one intra-coded frame (x264, 4:2:0 colour) at
+    constant rate factor ``crf`` (0 lossless to 51 worst; 23 is x264's default), as a video encoder
+    codes a key frame. Odd sides are padded by repeating the edge and cut off again."""
+    height, width = image.shape[:2]
+    padded = cv2.copyMakeBorder(image, 0, height % 2, 0, width % 2, cv2.BORDER_REPLICATE)
+    encoder = av.CodecContext.create("libx264", "w")
+    encoder.width, encoder.height, encoder.pix_fmt = padded.shape[1], padded.shape[0], "yuv420p"
+    encoder.options = {"crf": str(crf), "preset": "veryfast", "tune": "zerolatency", "threads": "1"}
+    packets = [
+        *encoder.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(padded), format="rgb24")),
+        *encoder.encode(None),
+    ]
+    decoder = av.CodecContext.create("h264", "r")
+    frames = [frame for packet in [*packets, None] for frame in decoder.decode(packet)]
+    return frames[0].to_ndarray(format="rgb24")[:height, :width]
 
 
 def jittered_box(box: tuple[int, int, int, int], width: int, height: int, rng: np.random.Generator) -> tuple[int, ...]:

@@ -30,8 +30,9 @@ import training
 STANDARD_SETS = ("datasets/dfdc_crops", "../shared/data/videos", "../shared/data/celebdf_faces@5")
 # How a dataset's crops are scored: as cut; degraded as a poor video gives them (`augmentation.low_quality`);
 # in another camera's colours (`augmentation.recolour`) and lit from one side (`augmentation.relight`),
-# each drawn once for each crop from its name.
-CONDITIONS = ("as cut", "degraded", "recoloured", "side-lit")
+# each drawn once for each crop from its name; re-encoded as a small face in a video sent on again
+# (`augmentation.low_quality_video`: a third of the size, H.264).
+CONDITIONS = ("as cut", "degraded", "recoloured", "side-lit", "re-encoded")
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,8 @@ def _as_seen(image, name: str, condition: str):
         return augmentation.recolour(image, _drawn_from(name))
     if condition == "side-lit":
         return augmentation.relight(image, _drawn_from(f"side-lit {name}"))
+    if condition == "re-encoded":
+        return augmentation.low_quality_video(image)
     return image
 
 
@@ -132,7 +135,8 @@ def evaluate_dataset(
     Video level: each source's crops through the verdict rule. Per group: accuracy of each group.
     ``condition`` (one of CONDITIONS) says how the crops are shown: degraded as a low-quality video
     would give them, how many false alarms that brings is the original project's complaint; recoloured,
-    how many a camera or grade other than DFDC's brings; side-lit, how many light from one side brings.
+    how many a camera or grade other than DFDC's brings; side-lit, how many light from one side brings;
+    re-encoded, how many a video codec brings to a small face.
     """
     if condition not in CONDITIONS:
         raise ValueError(f"unknown condition {condition!r}: one of {', '.join(CONDITIONS)}")

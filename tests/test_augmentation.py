@@ -186,6 +186,33 @@ def test_degradations_vary_and_keep_the_size():
     assert all(np.array_equal(a, b) for a, b in zip(outputs, again, strict=True))  # the rng decides everything
 
 
+def test_degradations_code_a_face_as_h264_or_as_jpeg(monkeypatch):
+    codings = []
+    h264, jpeg = augmentation.h264, augmentation.jpeg
+    monkeypatch.setattr(augmentation, "h264", lambda image, crf: codings.append(("h264", crf)) or h264(image, crf))
+    monkeypatch.setattr(augmentation, "jpeg", lambda image, q: codings.append(("jpeg", q)) or jpeg(image, q))
+    crop = face_image()[60:200, 170:280]
+    for seed in range(80):
+        augmentation.degrade(crop, np.random.default_rng(seed))
+    rates = [level for kind, level in codings if kind == "h264"]
+    qualities = [level for kind, level in codings if kind == "jpeg"]
+    assert 0.3 < len(rates) / len(codings) < 0.7  # CODEC_SHARE of the codings, 0.5
+    assert min(rates) >= 18 and max(rates) <= 42 and max(rates) - min(rates) > 10
+    assert min(qualities) >= 25 and max(qualities) <= 95 and max(qualities) - min(qualities) > 30
+
+
+def test_h264_keeps_the_size_and_smooths_more_as_its_rate_factor_rises():
+    crop = face_image()[61:200, 170:281]  # odd sides: 4:2:0 colour needs even ones inside the codec
+    coded = {crf: augmentation.h264(crop, crf) for crf in (18, 30, 42)}
+    assert all(out.shape == crop.shape and out.dtype == np.uint8 for out in coded.values())
+    error = {crf: np.abs(out.astype(int) - crop).mean() for crf, out in coded.items()}
+    assert error[18] < 3 < error[30] < error[42]  # near the image at 18, further at each step
+    detail = {crf: cv2.Laplacian(cv2.cvtColor(out, cv2.COLOR_RGB2GRAY), cv2.CV_64F).var() for crf, out in coded.items()}
+    sharp = cv2.Laplacian(cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY), cv2.CV_64F).var()
+    assert detail[42] < 0.5 * sharp and detail[42] < detail[30] < detail[18]  # the codec's smoothing
+    assert np.array_equal(augmentation.h264(crop, 30), coded[30])  # the same every time
+
+
 @pytest.mark.parametrize("seed", range(20))
 def test_recolouring_maps_every_colour_the_same_way_over_the_whole_image(seed):
     crop = face_image()[60:200, 170:280]
@@ -252,6 +279,14 @@ def test_low_quality_shrinks_a_crop_until_it_is_flagged():
     degraded = augmentation.low_quality(sharp)
     assert degraded.shape == (45, 45, 3)
     assert face.SMALL_FACE in face.quality_flags(degraded)
+
+
+def test_low_quality_video_is_a_third_of_the_crop_through_h264():
+    crop = face_image()[150:330, 170:350]
+    coded = augmentation.low_quality_video(crop)
+    third = cv2.resize(crop, (60, 60), interpolation=cv2.INTER_AREA)
+    assert coded.shape == (60, 60, 3)
+    assert np.array_equal(coded, augmentation.h264(third, 36)) and not np.array_equal(coded, third)
 
 
 def test_a_jittered_box_stays_near_the_box_and_inside_the_image():

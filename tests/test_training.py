@@ -542,7 +542,7 @@ def test_evaluate_on_a_case_known_by_hand(runner, app, tmp_path):
     app.extensions["deepfake"].classifier = BrightnessClassifier()
     result = runner.invoke(args=["evaluate", str(folder), "--json", "-"])
     assert result.exit_code == 0, result.output
-    clean, degraded, recoloured, side_lit = json.loads(result.output[result.output.index("{") :])["sets"]
+    clean, degraded, recoloured, side_lit, re_encoded = json.loads(result.output[result.output.index("{") :])["sets"]
     report = clean
     crops = report["crop_level"]
     # predicted fake: 230, 200, 150; fake crops: 230, 200, 60 -> 2 true fake, 1 false real, 1 false fake, 2 true real
@@ -567,6 +567,8 @@ def test_evaluate_on_a_case_known_by_hand(runner, app, tmp_path):
 
     assert degraded["condition"] == "degraded" and degraded["name"] == "known test, degraded"
     assert degraded["crop_level"]["confusion"] == crops["confusion"]  # flat colours survive the degradation
+    assert re_encoded["condition"] == "re-encoded" and re_encoded["name"] == "known test, re-encoded"
+    assert re_encoded["crop_level"]["confusion"] == crops["confusion"]  # and the codec (H.264 keeps flat red)
 
     def by_hand(change, prefix: str) -> list[float]:
         """P(DeepFake) of each case's crop after ``change``, drawn from sha256 of ``prefix`` + its name."""
@@ -669,15 +671,16 @@ def test_evaluate_reports_several_sets_side_by_side(runner, app, source_folder, 
         "tiny val, degraded",
         "tiny val, recoloured",
         "tiny val, side-lit",
+        "tiny val, re-encoded",
         "src (1 frame in 50)",
         "src (1 frame in 25)",
     ]
     assert sets[0]["crop_level"]["count"] == 6
     # One frame in 25 samples the 60-frame clip 3 times, one in 50 twice.
-    assert [v["crops"] for v in sets[4]["videos"]] == [2, 1] and [v["crops"] for v in sets[5]["videos"]] == [3, 2]
+    assert [v["crops"] for v in sets[5]["videos"]] == [2, 1] and [v["crops"] for v in sets[6]["videos"]] == [3, 2]
     table = result.output.splitlines()
     header = next(i for i, line in enumerate(table) if line.startswith("set "))
-    assert [line.split("  ")[0].strip() for line in table[header + 2 : header + 8]] == [s["name"] for s in sets]
+    assert [line.split("  ")[0].strip() for line in table[header + 2 : header + 9]] == [s["name"] for s in sets]
     assert "ROC AUC [95% CI]" in table[header] and "ECE" in table[header]
 
 
