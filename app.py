@@ -265,6 +265,13 @@ def parse_widths(context: click.Context, parameter: click.Parameter, value: str)
     help="Degrade real and fake crops alike at random (JPEG, rescaling, blur, noise).",
 )
 @click.option(
+    "--codec-share",
+    type=click.FloatRange(0.0, 1.0),
+    default=training.TrainConfig.codec_share,
+    show_default=True,
+    help="The share of the degradations coded as H.264, as a video is, instead of as JPEG (0: JPEG only).",
+)
+@click.option(
     "--recolour/--no-recolour",
     default=training.TrainConfig.recolour,
     show_default=True,

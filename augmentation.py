@@ -20,7 +20,6 @@ import numpy as np
 
 BLEND_WEIGHTS = (0.25, 0.5, 0.75, 1.0, 1.0, 1.0)  # as SBI draws them: mostly a full swap, sometimes a faint one
 HEAVY_SHARE = 0.2  # how often `degrade` gives the worst video: a face of a few dozen pixels, coded coarsely
-CODEC_SHARE = 0.5  # how often `degrade` codes a face as a video codec (H.264) does rather than as JPEG
 RECOLOUR_SHARE = 0.8  # how often training shows a face in another camera's or grade's colours
 LIGHT_AND_POSE_SHARE = 0.5  # how often training tilts and reframes a face, and (drawn apart) lights it from one side
 LOW_RES_SCALE = (1.5, 3.0)  # how many times smaller than the frame a low-resolution swapped-in face is rendered
@@ -229,19 +228,20 @@ def rendered_small(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
 
 
-def degrade(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def degrade(image: np.ndarray, rng: np.random.Generator, codec_share: float = 0.0) -> np.ndarray:
     """The image as a poor video might give it, drawn at random: scaled down (to a fifth at most),
     blurred, noisy and coded at that small size, as a low-resolution video is encoded, then scaled back
-    up; each step only sometimes. The coding is JPEG at quality 30 to 95 or, CODEC_SHARE of the time,
-    H.264 at a constant rate factor of 18 to 40 (`h264`): a video codec smooths a face where JPEG makes
-    blocks, and smooth skin must not read as "fake". Applied to real and fake faces alike, so that poor
+    up; each step only sometimes. The coding is JPEG at quality 30 to 95 or, ``codec_share`` of the
+    time, H.264 at a constant rate factor of 18 to 40 (`h264`): a video codec smooths a face where JPEG
+    makes blocks, and smooth skin must not read as "fake". At 0 no draw is made for it, so the draws
+    are those of the JPEG-only degradations. Applied to real and fake faces alike, so that poor
     quality is no cue for "fake". The heavy end is where false alarms come from, so it is drawn often:
     HEAVY_SHARE of the time a fifth to a third of the size, coded at JPEG quality 25-50 or H.264 rate
     factor 30-42, and half the other downscales go below half the size."""
     height, width = image.shape[:2]
     if rng.random() < HEAVY_SHARE:
         small = cv2.resize(image, _scaled(width, height, rng.uniform(0.2, 0.35)), interpolation=cv2.INTER_AREA)
-        small = _coded(small, rng, heavy=True)
+        small = _coded(small, rng, codec_share, heavy=True)
         return cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
     small = image
     if rng.random() < 0.5:
@@ -253,15 +253,15 @@ def degrade(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         noise = rng.normal(0.0, rng.uniform(2, 8), size=small.shape)  # from rng, not OpenCV's global generator
         small = np.clip(small + np.rint(noise), 0, 255).astype(np.uint8)
     if rng.random() < 0.7:
-        small = _coded(small, rng, heavy=False)
+        small = _coded(small, rng, codec_share, heavy=False)
     if small.shape[:2] != (height, width):
         small = cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
     return small
 
 
-def _coded(image: np.ndarray, rng: np.random.Generator, *, heavy: bool) -> np.ndarray:
-    """The image through JPEG or (CODEC_SHARE of the time) H.264, at a level drawn from ``heavy``'s range."""
-    if rng.random() < CODEC_SHARE:
+def _coded(image: np.ndarray, rng: np.random.Generator, codec_share: float, *, heavy: bool) -> np.ndarray:
+    """The image through JPEG or (``codec_share`` of the time) H.264, at a level drawn from ``heavy``'s range."""
+    if codec_share and rng.random() < codec_share:
         return h264(image, int(rng.integers(30, 43) if heavy else rng.integers(18, 41)))
     return jpeg(image, int(rng.integers(25, 51) if heavy else rng.integers(30, 96)))
 

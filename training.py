@@ -253,6 +253,7 @@ class TrainConfig:
     group_batches: bool = True  # a group's crops (a real video and the fakes made from it) share a batch
     pseudo_fakes: bool = True  # every real face is also shown as a self-blended pseudo-fake, new each epoch
     degrade: bool = True  # the same random degradations of poor video for every class
+    codec_share: float = 0.0  # the share of those degradations coded as H.264 rather than JPEG
     recolour: bool = True  # the same random colours of other cameras, light and grading for every class
     light_and_pose: bool = True  # the same random head tilts, framings and side light for every class
     dfdc_fake_share: float = 0.25  # with pseudo-fakes: the share of the dataset's own fakes shown each epoch
@@ -326,6 +327,7 @@ class Faces:
         low_res_share: float = 0.0,
         swap_share: float = 0.0,
         xray_size: int = 0,
+        codec_share: float = 0.0,
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """The crop the network sees for face ``index`` made as ``kind``, resized to size x size (None:
         as cut). With ``rng`` the box is jittered and the crop flipped at random; ``part_share`` of the
@@ -334,7 +336,7 @@ class Faces:
         at a lower resolution; ``recolour`` of the crops are shown in other colours
         (`augmentation.recolour`); ``light_and_pose`` of them tilted and reframed
         (`augmentation.reframed`) and, drawn apart, lit from one side (`augmentation.relight`); and
-        ``degrade`` adds the random degradations.
+        ``degrade`` adds the random degradations, ``codec_share`` of them coded as H.264.
 
         Beside it, with ``xray_size``, the crop's face X-ray (Li et al., CVPR 2020) at xray_size x
         xray_size: 4 m (1 - m) for the blend mask m cut, turned and flipped as the crop was, so it is
@@ -367,7 +369,7 @@ class Faces:
         if recolour and rng.random() < recolour:
             crop = augmentation.recolour(crop, rng)
         if degrade:
-            crop = augmentation.degrade(crop, rng)
+            crop = augmentation.degrade(crop, rng, codec_share)
         if size:
             crop = model.resize(crop, size)
         xray = None
@@ -469,6 +471,7 @@ def training_batches(faces: Faces, config: TrainConfig, workers: int = 2) -> Ite
                             config.low_res_share,
                             config.swap_share,
                             xray_size,
+                            config.codec_share,
                         ),
                         zip(batch, crop_seeds, strict=True),
                     )

@@ -787,3 +787,20 @@ def test_train_with_xray_weight_saves_the_network_without_its_head(runner, tmp_p
     assert metrics["config"]["xray_weight"] == 1.0 and metrics["history"][-1]["xray_loss"] > 0
     refused = runner.invoke(args=["train", str(dataset), "--xray-weight", "-1", *small])
     assert refused.exit_code != 0 and "--xray-weight" in refused.output
+
+
+def test_train_with_codec_share_codes_the_degradations_as_h264(runner, tmp_path, monkeypatch):
+    coded = []
+    h264 = augmentation.h264
+    monkeypatch.setattr(augmentation, "h264", lambda image, crf: coded.append(crf) or h264(image, crf))
+    dataset = tiny_dataset(tmp_path / "tiny")
+    small = ["--input-size", "32", "--widths", "8,8,8,8,8", "--epochs", "1"]
+    plain = runner.invoke(args=["train", str(dataset), "--out", str(tmp_path / "jpeg"), *small])
+    assert plain.exit_code == 0, plain.output
+    assert coded == []  # by default every degradation is JPEG
+    result = runner.invoke(args=["train", str(dataset), "--out", str(tmp_path / "x"), "--codec-share", "1", *small])
+    assert result.exit_code == 0, result.output
+    assert coded and all(18 <= crf <= 42 for crf in coded)
+    assert json.loads((tmp_path / "x" / "metrics.json").read_text())["config"]["codec_share"] == 1.0
+    refused = runner.invoke(args=["train", str(dataset), "--codec-share", "1.5", *small])
+    assert refused.exit_code != 0 and "--codec-share" in refused.output
