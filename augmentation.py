@@ -321,18 +321,20 @@ def _scaled(width: int, height: int, factor: float) -> tuple[int, int]:
 def low_quality(image: np.ndarray) -> np.ndarray:
     """The image as a poor video gives it, always the same way: a quarter of its width and height,
     JPEG quality 30. What evaluation measures the false alarms of poor video with."""
-    height, width = image.shape[:2]
-    small = cv2.resize(image, (max(8, width // 4), max(8, height // 4)), interpolation=cv2.INTER_AREA)
-    return jpeg(small, 30)
+    return jpeg(_shrunk(image, 4), 30)
 
 
 def low_quality_video(image: np.ndarray) -> np.ndarray:
     """The image as a small face in a re-sent video gives it, always the same way: a third of its width
     and height, H.264 at rate factor 36. What evaluation measures the false alarms of a video codec with:
     JPEG's blocks (`low_quality`) and a codec's smoothing are different damage."""
+    return h264(_shrunk(image, 3), 36)
+
+
+def _shrunk(image: np.ndarray, times: int) -> np.ndarray:
+    """The image ``times`` smaller on each side (8 pixels at least), as evaluation's fixed conditions shrink it."""
     height, width = image.shape[:2]
-    small = cv2.resize(image, (max(8, width // 3), max(8, height // 3)), interpolation=cv2.INTER_AREA)
-    return h264(small, 36)
+    return cv2.resize(image, (max(8, width // times), max(8, height // times)), interpolation=cv2.INTER_AREA)
 
 
 def jpeg(image: np.ndarray, quality: int) -> np.ndarray:
