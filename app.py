@@ -272,6 +272,13 @@ def parse_widths(context: click.Context, parameter: click.Parameter, value: str)
     help="The share of the degradations coded as H.264, as a video is, instead of as JPEG (0: JPEG only).",
 )
 @click.option(
+    "--paired-views/--apart-views",
+    default=training.TrainConfig.paired_views,
+    show_default=True,
+    help="Show a real face and its pseudo-fake alike (the same framing, light, colours, damage and flip), "
+    "so that they differ by the blend alone.",
+)
+@click.option(
     "--recolour/--no-recolour",
     default=training.TrainConfig.recolour,
     show_default=True,

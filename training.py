@@ -254,6 +254,7 @@ class TrainConfig:
     pseudo_fakes: bool = True  # every real face is also shown as a self-blended pseudo-fake, new each epoch
     degrade: bool = True  # the same random degradations of poor video for every class
     codec_share: float = 0.0  # the share of those degradations coded as H.264 rather than JPEG
+    paired_views: bool = False  # a real face and its pseudo-fake shown alike: they differ by the blend alone
     recolour: bool = True  # the same random colours of other cameras, light and grading for every class
     light_and_pose: bool = True  # the same random head tilts, framings and side light for every class
     dfdc_fake_share: float = 0.25  # with pseudo-fakes: the share of the dataset's own fakes shown each epoch
@@ -328,6 +329,7 @@ class Faces:
         swap_share: float = 0.0,
         xray_size: int = 0,
         codec_share: float = 0.0,
+        view_rng: np.random.Generator | None = None,
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """The crop the network sees for face ``index`` made as ``kind``, resized to size x size (None:
         as cut). With ``rng`` the box is jittered and the crop flipped at random; ``part_share`` of the
@@ -337,6 +339,11 @@ class Faces:
         (`augmentation.recolour`); ``light_and_pose`` of them tilted and reframed
         (`augmentation.reframed`) and, drawn apart, lit from one side (`augmentation.relight`); and
         ``degrade`` adds the random degradations, ``codec_share`` of them coded as H.264.
+
+        ``view_rng``, when given, draws how the face is shown (tilt and framing, box jitter, side
+        light, colours, degradations, flip) in place of ``rng``, which still draws the blend: a real
+        face and its pseudo-fake given generators seeded alike are shown alike and differ by the blend
+        alone, as Self-Blended Images shows its pairs (`TrainConfig.paired_views`).
 
         Beside it, with ``xray_size``, the crop's face X-ray (Li et al., CVPR 2020) at xray_size x
         xray_size: 4 m (1 - m) for the blend mask m cut, turned and flipped as the crop was, so it is
@@ -353,23 +360,24 @@ class Faces:
             image, mask = augmentation.self_blend(image, self.keypoints[index], rng, part_share, low_res_share)
         box = tuple(int(v) for v in self.boxes[index])
         keep_mask = xray_size and mask is not None  # a pseudo-fake's
-        if light_and_pose and rng.random() < light_and_pose:
+        view = rng if view_rng is None else view_rng
+        if light_and_pose and view.random() < light_and_pose:
             if keep_mask:  # turned with the image, as a fourth channel
                 mask_channel = np.rint(mask * 255).astype(np.uint8)[..., None]
-                turned, box = augmentation.reframed(np.concatenate([image, mask_channel], axis=2), box, rng)
+                turned, box = augmentation.reframed(np.concatenate([image, mask_channel], axis=2), box, view)
                 image, mask = turned[..., :3], turned[..., 3].astype(np.float32) / 255
             else:
-                image, box = augmentation.reframed(image, box, rng)
-        if rng is not None:
-            box = augmentation.jittered_box(box, image.shape[1], image.shape[0], rng)
+                image, box = augmentation.reframed(image, box, view)
+        if view is not None:
+            box = augmentation.jittered_box(box, image.shape[1], image.shape[0], view)
         x1, y1, x2, y2 = box
         crop = image[y1:y2, x1:x2]
-        if light_and_pose and rng.random() < light_and_pose:
-            crop = augmentation.relight(crop, rng)
-        if recolour and rng.random() < recolour:
-            crop = augmentation.recolour(crop, rng)
+        if light_and_pose and view.random() < light_and_pose:
+            crop = augmentation.relight(crop, view)
+        if recolour and view.random() < recolour:
+            crop = augmentation.recolour(crop, view)
         if degrade:
-            crop = augmentation.degrade(crop, rng, codec_share)
+            crop = augmentation.degrade(crop, view, codec_share)
         if size:
             crop = model.resize(crop, size)
         xray = None
@@ -378,7 +386,7 @@ class Faces:
             xray = cv2.resize(4 * cut * (1 - cut), (xray_size, xray_size), interpolation=cv2.INTER_AREA)
         elif kind == REAL and xray_size:
             xray = np.zeros((xray_size, xray_size), dtype=np.float32)
-        if rng is not None and rng.random() < 0.5:
+        if view is not None and view.random() < 0.5:
             crop = crop[:, ::-1]
             xray = None if xray is None else xray[:, ::-1]
         return crop, xray
@@ -454,12 +462,13 @@ def training_batches(faces: Faces, config: TrainConfig, workers: int = 2) -> Ite
                 1.0: len(plan) * config.fake_weight / max(fakes, 1),
                 0.0: len(plan) * (1 - config.fake_weight) / max(len(plan) - fakes, 1),
             }
+            views = int(rng.integers(2**63)) if config.paired_views else None  # no draw when not paired
             for start in range(0, len(plan), config.batch_size):
                 batch = plan[start : start + config.batch_size]
                 crop_seeds = np.random.SeedSequence(rng.integers(2**63)).spawn(len(batch))
                 made = list(
                     pool.map(
-                        lambda item: faces.crop_and_xray(
+                        lambda item, views=views: faces.crop_and_xray(
                             item[0][0],
                             item[0][1],
                             config.input_size,
@@ -472,6 +481,7 @@ def training_batches(faces: Faces, config: TrainConfig, workers: int = 2) -> Ite
                             config.swap_share,
                             xray_size,
                             config.codec_share,
+                            _view_rng(views, *item[0]),
                         ),
                         zip(batch, crop_seeds, strict=True),
                     )
@@ -486,6 +496,15 @@ def training_batches(faces: Faces, config: TrainConfig, workers: int = 2) -> Ite
                 xrays = np.stack([unknown if xray is None else xray for _, xray in made])[..., None]
                 known = np.array([xray is not None for _, xray in made], dtype=np.float32)[:, None, None]  # per pixel
                 yield crops, (y, xrays), (weights, known)
+
+
+def _view_rng(views: int | None, index: int, kind: int) -> np.random.Generator | None:
+    """With paired views (``views``: the epoch's draw for them), how face ``index`` is shown this epoch,
+    the same for the real face and its pseudo-fake; None (the example's own draws) otherwise and for
+    the dataset's fakes, which have no pair."""
+    if views is None or kind == DATASET_FAKE:
+        return None
+    return np.random.default_rng([views, index])
 
 
 def stream_entropy(config: TrainConfig) -> list[int]:

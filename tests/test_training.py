@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import copy
 import csv
 import dataclasses
 import hashlib
@@ -457,6 +458,87 @@ def test_the_training_pipeline_blends_other_real_faces_into_some_pseudo_fakes(tm
     assert len(pairs) == 9 and sets.swapped[1].tolist() == [0.0] * 9 + [1.0] * 9
 
 
+def unseen_blend(monkeypatch) -> None:
+    """Pseudo-fakes whose blend changes nothing but still draws its random numbers, as a real blend does."""
+
+    def unchanged(image, *args):
+        rng = next(arg for arg in args if isinstance(arg, np.random.Generator))
+        rng.random(7)
+        return image, np.zeros(image.shape[:2], dtype=np.float32)
+
+    monkeypatch.setattr(augmentation, "self_blend", unchanged)
+    monkeypatch.setattr(augmentation, "blend_other_face", unchanged)
+
+
+def test_with_paired_views_a_real_face_and_its_pseudo_fake_differ_by_the_blend_alone(tmp_path, monkeypatch):
+    faces = training.load_faces(tiny_dataset(tmp_path / "tiny"), "train")
+    shown = dict(degrade=True, recolour=1.0, light_and_pose=1.0, codec_share=0.5)
+    for seed in range(6):  # every view step drawn (tilt and framing, jitter, light, colours, damage, flip)
+        real = faces.crop(
+            0, training.REAL, None, np.random.default_rng(seed), view_rng=np.random.default_rng(99), **shown
+        )
+        fake = faces.crop(
+            0, training.PSEUDO_FAKE, None, np.random.default_rng(50 + seed), view_rng=np.random.default_rng(99), **shown
+        )
+        # A real blend changes the face; the views are the same, so the crops have the same size.
+        assert real.shape == fake.shape and not np.array_equal(real, fake)
+    unseen_blend(monkeypatch)
+    for seed in range(6):
+        real = faces.crop(
+            0, training.REAL, None, np.random.default_rng(seed), view_rng=np.random.default_rng(seed), **shown
+        )
+        fake = faces.crop(
+            0,
+            training.PSEUDO_FAKE,
+            None,
+            np.random.default_rng(50 + seed),
+            view_rng=np.random.default_rng(seed),
+            **shown,
+        )
+        assert np.array_equal(real, fake)  # a blend that changes nothing leaves nothing to tell them apart
+        apart = faces.crop(0, training.PSEUDO_FAKE, None, np.random.default_rng(seed), **shown)
+        assert not np.array_equal(real, apart)  # one generator for both: the blend's draws move the views'
+
+
+def test_the_training_pipeline_shows_pairs_alike_only_with_paired_views(tmp_path, monkeypatch):
+    faces = training.load_faces(tiny_dataset(tmp_path / "tiny"), "train")
+    unseen_blend(monkeypatch)
+    config = training.TrainConfig(input_size=32, batch_size=6, dfdc_fake_share=0.0, swap_share=0.5, codec_share=0.3)
+
+    def twins(config: training.TrainConfig) -> int:
+        """Of one epoch's 9 real faces, how many have a pseudo-fake shown exactly as the face is."""
+        batches = training.training_batches(faces, config)
+        crops, labels = zip(*((x, y) for x, y, _ in (next(batches) for _ in range(3))), strict=True)
+        crops, labels = np.concatenate(crops), np.concatenate(labels)
+        assert len(labels) == 18 and labels.sum() == 9
+        fakes = crops[labels == 1]
+        return sum(any(np.array_equal(real, fake) for fake in fakes) for real in crops[labels == 0])
+
+    assert twins(dataclasses.replace(config, paired_views=True)) == 9
+    assert twins(config) == 0  # by default each example is shown as drawn for it alone
+
+    seen = []
+    real_crop_and_xray = training.Faces.crop_and_xray
+
+    def spy(self, index, kind, *args):
+        view_rng = args[-1]
+        seen.append((index, kind, None if view_rng is None else float(copy.deepcopy(view_rng).random())))
+        return real_crop_and_xray(self, index, kind, *args)
+
+    monkeypatch.setattr(training.Faces, "crop_and_xray", spy)
+    batches = training.training_batches(faces, dataclasses.replace(config, paired_views=True, dfdc_fake_share=1.0))
+    for _ in range(10):  # two epochs of 9 real faces, 9 pseudo-fakes and 9 dataset fakes, 5 batches each
+        next(batches)
+    epochs = [seen[:27], seen[27:]]
+    for epoch in epochs:
+        views = {(index, kind): draw for index, kind, draw in epoch}
+        reals = [index for index, kind, _ in epoch if kind == training.REAL]
+        assert all(views[i, training.REAL] == views[i, training.PSEUDO_FAKE] for i in reals)
+        assert len({views[i, training.REAL] for i in reals}) == 9  # each face its own views
+        assert all(draw is None for _, kind, draw in epoch if kind == training.DATASET_FAKE)  # no pair
+    assert {draw for *_, draw in epochs[0]}.isdisjoint(draw for *_, draw in epochs[1] if draw is not None)
+
+
 def test_a_donor_face_is_the_one_laid_out_most_like_the_face(tmp_path):
     faces = training.load_faces(tiny_dataset(tmp_path / "tiny"), "train")
     rng = np.random.default_rng(0)
@@ -804,3 +886,12 @@ def test_train_with_codec_share_codes_the_degradations_as_h264(runner, tmp_path,
     assert json.loads((tmp_path / "x" / "metrics.json").read_text())["config"]["codec_share"] == 1.0
     refused = runner.invoke(args=["train", str(dataset), "--codec-share", "1.5", *small])
     assert refused.exit_code != 0 and "--codec-share" in refused.output
+
+
+def test_train_with_paired_views_records_it(runner, tmp_path):
+    dataset = tiny_dataset(tmp_path / "tiny")
+    small = ["--input-size", "32", "--widths", "8,8,8,8,8", "--epochs", "1"]
+    result = runner.invoke(args=["train", str(dataset), "--out", str(tmp_path / "x"), "--paired-views", *small])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "x" / "metrics.json").read_text())["config"]["paired_views"] is True
+    assert training.TrainConfig().paired_views is False  # the shipped model's recipe draws the views apart
