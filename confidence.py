@@ -3,7 +3,7 @@ rule (custom_vision.decide) and is never changed here; this only says how far to
 
 The thresholds come from the shipped model's calibrated figures on the DFDC val split
 (models/metrics.json, `val_calibration`; MODEL_CARD.md, "Confidence"): crops scored between 0.3 and
-0.7 turned out fake 41% to 75% of the time, so a mean within 0.15 of one half is close to a coin
+0.7 turned out fake 39% to 75% of the time, so a mean within 0.15 of one half is close to a coin
 flip; with under three crops one bad crop decides everything; and when more than a quarter of the
 crops say the opposite of the verdict, the video's crops do not agree on an answer.
 """

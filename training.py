@@ -254,7 +254,7 @@ class TrainConfig:
     pseudo_fakes: bool = True  # every real face is also shown as a self-blended pseudo-fake, new each epoch
     degrade: bool = True  # the same random degradations of poor video for every class
     codec_share: float = 0.0  # the share of those degradations coded as H.264 rather than JPEG
-    paired_views: bool = False  # a real face and its pseudo-fake shown alike: they differ by the blend alone
+    paired_views: bool = True  # a real face and its pseudo-fake shown alike: they differ by the blend alone
     recolour: bool = True  # the same random colours of other cameras, light and grading for every class
     light_and_pose: bool = True  # the same random head tilts, framings and side light for every class
     dfdc_fake_share: float = 0.25  # with pseudo-fakes: the share of the dataset's own fakes shown each epoch

@@ -514,8 +514,8 @@ def test_the_training_pipeline_shows_pairs_alike_only_with_paired_views(tmp_path
         fakes = crops[labels == 1]
         return sum(any(np.array_equal(real, fake) for fake in fakes) for real in crops[labels == 0])
 
-    assert twins(dataclasses.replace(config, paired_views=True)) == 9
-    assert twins(config) == 0  # by default each example is shown as drawn for it alone
+    assert twins(config) == 9  # by default
+    assert twins(dataclasses.replace(config, paired_views=False)) == 0  # apart: each example drawn for itself alone
 
     seen = []
     real_crop_and_xray = training.Faces.crop_and_xray
@@ -526,7 +526,7 @@ def test_the_training_pipeline_shows_pairs_alike_only_with_paired_views(tmp_path
         return real_crop_and_xray(self, index, kind, *args)
 
     monkeypatch.setattr(training.Faces, "crop_and_xray", spy)
-    batches = training.training_batches(faces, dataclasses.replace(config, paired_views=True, dfdc_fake_share=1.0))
+    batches = training.training_batches(faces, dataclasses.replace(config, dfdc_fake_share=1.0))
     for _ in range(10):  # two epochs of 9 real faces, 9 pseudo-fakes and 9 dataset fakes, 5 batches each
         next(batches)
     epochs = [seen[:27], seen[27:]]
@@ -888,10 +888,11 @@ def test_train_with_codec_share_codes_the_degradations_as_h264(runner, tmp_path,
     assert refused.exit_code != 0 and "--codec-share" in refused.output
 
 
-def test_train_with_paired_views_records_it(runner, tmp_path):
+def test_train_pairs_views_unless_told_apart_and_records_it(runner, tmp_path):
     dataset = tiny_dataset(tmp_path / "tiny")
     small = ["--input-size", "32", "--widths", "8,8,8,8,8", "--epochs", "1"]
-    result = runner.invoke(args=["train", str(dataset), "--out", str(tmp_path / "x"), "--paired-views", *small])
-    assert result.exit_code == 0, result.output
-    assert json.loads((tmp_path / "x" / "metrics.json").read_text())["config"]["paired_views"] is True
-    assert training.TrainConfig().paired_views is False  # the shipped model's recipe draws the views apart
+    for option, paired in (("--paired-views", True), ("--apart-views", False)):
+        result = runner.invoke(args=["train", str(dataset), "--out", str(tmp_path / option), option, *small])
+        assert result.exit_code == 0, result.output
+        assert json.loads((tmp_path / option / "metrics.json").read_text())["config"]["paired_views"] is paired
+    assert training.TrainConfig().paired_views is True  # the shipped model's last stage showed its pairs alike
