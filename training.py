@@ -575,7 +575,22 @@ def validation_sets(faces: Faces, size: int, seed: int) -> ValidationSets:
 SCORED = ("val_auc_dfdc", "val_auc_pseudo", "val_auc_degraded", "val_auc_recoloured", "val_auc_light_and_pose")
 
 
+VAL_SETS = ("dfdc", "pseudo", "degraded", "recoloured", "light_and_pose", "parts", "low_res", "swapped")
+
+
 def validate(network, sets: ValidationSets) -> dict:
+    """ROC AUC on each val set, the false alarms on its altered real crops, and the score that picks
+    the epoch (see `val_figures`). Crops are scored as analysis scores them (`model.MirroredScorer`)."""
+    return val_figures(sets, score_val_sets(network, sets))
+
+
+def score_val_sets(network, sets: ValidationSets) -> dict[str, np.ndarray]:
+    """P(DeepFake) of every crop of every val set, by set name, as analysis scores crops."""
+    score = model.MirroredScorer(network)
+    return {name: score(getattr(sets, name)[0]) for name in VAL_SETS}
+
+
+def val_figures(sets: ValidationSets, scores: dict[str, np.ndarray]) -> dict:
     """ROC AUC on each val set, the false alarms on its altered real crops, and the score that picks
     the epoch: the mean ROC AUC over the val split as cut, degraded, recoloured, tilted and side-lit,
     and against pseudo-fakes (all five must hold: the swaps it was shown, poor video, other cameras'
@@ -583,10 +598,7 @@ def validate(network, sets: ValidationSets) -> dict:
     the score left out the recoloured set and until stage 37 the tilted and side-lit one
     (`val_score_without_colours` and `val_score_without_light_and_pose` keep those yardsticks). The
     ROC AUCs against part-of-the-face, low-resolution and other-face pseudo-fakes are reported beside
-    them, not scored. Crops are scored as analysis scores them (`model.MirroredScorer`)."""
-    score = model.MirroredScorer(network)
-    names = ("dfdc", "pseudo", "degraded", "recoloured", "light_and_pose", "parts", "low_res", "swapped")
-    scores = {name: score(getattr(sets, name)[0]) for name in names}
+    them, not scored."""
     figures = {f"val_auc_{name}": metrics.roc_auc(getattr(sets, name)[1], scores[name]) for name in scores}
     for name in ("degraded", "recoloured", "light_and_pose"):
         real = getattr(sets, name)[1] == 0
@@ -596,6 +608,59 @@ def validate(network, sets: ValidationSets) -> dict:
     for key, parts in yardsticks:
         figures[key] = float(np.mean([figures[name] for name in SCORED[:parts] if figures[name] is not None]))
     return {key: None if value is None else round(value, 4) for key, value in figures.items()}
+
+
+def val_score_difference(
+    sets: ValidationSets,
+    faces: Faces,
+    scores: dict[str, np.ndarray],
+    baseline: dict[str, np.ndarray],
+    *,
+    rounds: int = metrics.BOOTSTRAP_ROUNDS,
+    seed: int = 0,
+) -> dict:
+    """The val score of ``scores`` minus that of ``baseline`` (two models' `score_val_sets` on the
+    same ``sets``, drawn from ``faces``) and its 95% interval by a paired bootstrap: each round
+    resamples the val groups (a real video and the fakes made from it, whose faces are alike) with
+    replacement and scores both models on that one resample, so what the two models share cancels
+    out. An interval that holds 0 says the difference is within the val set's noise."""
+    groups = np.array([row["group"] for row in faces.rows])
+    names, members = np.unique(groups, return_inverse=True)
+    by_group = [np.flatnonzero(members == g) for g in range(len(names))]
+    reals = np.flatnonzero(faces.labels == 0)
+    real_position = np.full(len(faces), -1)
+    real_position[reals] = np.arange(len(reals))
+    scored = [name.removeprefix("val_auc_") for name in SCORED]
+
+    def difference(faces_drawn: np.ndarray) -> float | None:
+        drawn_reals = real_position[faces_drawn]
+        drawn_reals = drawn_reals[drawn_reals >= 0]
+        gaps = []
+        for name in scored:
+            # The pseudo-fake sets hold each real face, then its pseudo-fake, in the order of `reals`.
+            pick = np.concatenate([drawn_reals, drawn_reals + len(reals)]) if name == "pseudo" else faces_drawn
+            labels = getattr(sets, name)[1][pick]
+            ours, theirs = metrics.roc_auc(labels, scores[name][pick]), metrics.roc_auc(labels, baseline[name][pick])
+            if ours is not None and theirs is not None:
+                gaps.append(ours - theirs)
+        return float(np.mean(gaps)) if gaps else None
+
+    whole = difference(np.arange(len(faces)))
+    if whole is None:
+        return {"val_score": None, "interval": None, "groups": len(names)}
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(rounds):
+        drawn = np.concatenate([by_group[g] for g in rng.integers(len(names), size=len(names))])
+        value = difference(drawn)
+        if value is not None:
+            values.append(value)
+    low, high = np.percentile(values, [2.5, 97.5])
+    return {
+        "val_score": round(whole, 4),
+        "interval": [round(float(low), 4), round(float(high), 4)],
+        "groups": len(names),
+    }
 
 
 def train(
@@ -745,7 +810,9 @@ def average_models(
     is part of its last layer; the average is calibrated anew. The val figures of every model and of
     the average are reported side by side: the val score says whether the average is worth shipping.
     Models trained at different input sizes (`train --input-size`) are all scored, and averaged, at
-    the first one's.
+    the first one's. Beside each model it reports the average's val score minus that model's, with a
+    paired bootstrap interval over the val groups (`val_score_difference`): whether the average is
+    better beyond the val set's noise.
     """
     tf_runtime.load()
     import keras
@@ -762,17 +829,27 @@ def average_models(
     if not (val_faces.labels == 0).any():
         raise ValueError(f"{dataset} needs real crops in its val split")
     sets = validation_sets(val_faces, size, seed)
-    ingredients = []
+    ingredients, ingredient_scores = [], []
     for path, network in zip(paths, networks, strict=True):
         digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
-        ingredients.append({"model": str(path), "sha256": digest, **validate(network, sets)})
+        ingredient_scores.append(score_val_sets(network, sets))
+        ingredients.append({"model": str(path), "sha256": digest, **val_figures(sets, ingredient_scores[-1])})
         say(f"{path}: " + ", ".join(f"{k} {v}" for k, v in ingredients[-1].items() if k.startswith("val_")))
     average = networks[0]
     average.set_weights(
         [np.mean(weights, axis=0) for weights in zip(*(n.get_weights() for n in networks), strict=True)]
     )
-    figures = validate(average, sets)
+    average_scores = score_val_sets(average, sets)
+    figures = val_figures(sets, average_scores)
     say("average: " + ", ".join(f"{k} {v}" for k, v in figures.items()))
+    for path, row, scores in zip(paths, ingredients, ingredient_scores, strict=True):
+        row["average_minus_this"] = gain = val_score_difference(sets, val_faces, average_scores, scores, seed=seed)
+        if gain["interval"] is not None:
+            low, high = gain["interval"]
+            say(
+                f"average - {path}: val score {gain['val_score']:+.4f}, 95% interval [{low:+.4f}, {high:+.4f}]"
+                f" (paired bootstrap over {gain['groups']} val groups)"
+            )
     calibration = calibrate(average, sets)
     out.mkdir(parents=True, exist_ok=True)
     average.save(out / model_name)

@@ -247,10 +247,17 @@ def test_average_models_averages_the_weights_and_calibrates_the_average(runner, 
     result = runner.invoke(args=["average-models", str(dataset), *map(str, paths), "--out", str(tmp_path / "avg")])
     assert result.exit_code == 0, result.output
     assert "average: val_auc_dfdc" in result.output and "val score" in result.output
+    for path in paths:
+        assert f"average - {path}: val score " in result.output
+    assert "(paired bootstrap over 3 val groups)" in result.output
 
     report = json.loads((tmp_path / "avg" / "metrics.json").read_text())
     assert [row["sha256"] for row in report["averaged"]] == [hashlib.sha256(p.read_bytes()).hexdigest() for p in paths]
     assert all("val_score" in row for row in report["averaged"]) and "val_auc_parts" in report["best"]
+    for row in report["averaged"]:
+        gain = row["average_minus_this"]
+        assert gain["val_score"] == pytest.approx(report["best"]["val_score"] - row["val_score"], abs=2e-4)
+        assert gain["interval"][0] <= gain["val_score"] <= gain["interval"][1]
     inputs = [keras.models.load_model(path, compile=False).get_weights() for path in paths]
     expected = [np.mean(weights, axis=0) for weights in zip(*inputs, strict=True)]
     averaged = keras.models.load_model(tmp_path / "avg" / "deepfake_crop_cnn.keras", compile=False).get_weights()
@@ -261,6 +268,64 @@ def test_average_models_averages_the_weights_and_calibrates_the_average(runner, 
     assert temperature > 0
     for got, mean in zip(averaged[-2:], expected[-2:], strict=True):
         assert np.allclose(got, mean / temperature, rtol=1e-3, atol=1e-6)
+
+
+def val_sets_of(groups: int, seed: int = 0) -> tuple[training.ValidationSets, training.Faces]:
+    """Val sets of ``groups`` groups, each a real face and a fake made from it, with no pictures:
+    `val_score_difference` reads only the labels and the groups."""
+    labels = np.tile(np.array([0, 1]), groups)
+    rows = [{"group": f"g{index // 2}"} for index in range(len(labels))]
+    faces = training.Faces([np.zeros((1, 1, 3), np.uint8)] * len(labels), None, None, labels, rows)
+    pictures = np.zeros((len(labels), 1))
+    pairs = (np.zeros((2 * groups, 1)), np.repeat(np.array([0.0, 1.0]), groups))  # each real face, then its pseudo-fake
+    sets = training.ValidationSets(
+        *[(pictures, labels)] + [pairs] + [(pictures, labels)] * 3 + [pairs] * 3  # the order of the dataclass
+    )
+    return sets, faces
+
+
+def scores_of(sets: training.ValidationSets, rng: np.random.Generator, skill: float) -> dict[str, np.ndarray]:
+    """Scores of a model that ranks fakes above real faces by ``skill`` on average, on every val set."""
+    return {
+        name: getattr(sets, name)[1] * skill + rng.uniform(0, 1, len(getattr(sets, name)[1]))
+        for name in training.VAL_SETS
+    }
+
+
+def test_a_paired_bootstrap_says_whether_one_model_beats_another_on_val():
+    sets, faces = val_sets_of(groups=60)
+    rng = np.random.default_rng(7)
+    baseline = scores_of(sets, rng, skill=0.3)
+    better = scores_of(sets, rng, skill=1.0)
+
+    gain = training.val_score_difference(sets, faces, better, baseline)
+    expected = training.val_figures(sets, better)["val_score"] - training.val_figures(sets, baseline)["val_score"]
+    assert gain["val_score"] == pytest.approx(expected, abs=2e-4)
+    assert gain["groups"] == 60
+    assert 0 < gain["interval"][0] < gain["val_score"] < gain["interval"][1]
+
+    # The same ranking (every score shifted and squeezed): both models are scored on each resample,
+    # so the difference is exactly nothing, however few the groups.
+    same = {name: 0.5 * scores + 0.2 for name, scores in baseline.items()}
+    assert training.val_score_difference(sets, faces, same, baseline) == {
+        "val_score": 0.0,
+        "interval": [0.0, 0.0],
+        "groups": 60,
+    }
+
+    # Two models of the same skill: the interval holds nothing between them.
+    other = scores_of(sets, rng, skill=0.3)
+    low, high = training.val_score_difference(sets, faces, other, baseline)["interval"]
+    assert low < 0 < high
+
+
+def test_the_paired_bootstrap_resamples_whole_groups():
+    """Faces of one group are alike, so they are drawn together: with a single group every resample
+    is that group and the interval has no width."""
+    sets, faces = val_sets_of(groups=1)
+    rng = np.random.default_rng(3)
+    gain = training.val_score_difference(sets, faces, scores_of(sets, rng, 1.0), scores_of(sets, rng, 0.0))
+    assert gain["interval"][0] == gain["interval"][1] == gain["val_score"]
 
 
 def test_average_models_takes_the_first_models_input_size(runner, tmp_path):
