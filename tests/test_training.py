@@ -270,7 +270,7 @@ def test_average_models_averages_the_weights_and_calibrates_the_average(runner, 
         assert np.allclose(got, mean / temperature, rtol=1e-3, atol=1e-6)
 
 
-def val_sets_of(groups: int, seed: int = 0) -> tuple[training.ValidationSets, training.Faces]:
+def val_sets_of(groups: int) -> tuple[training.ValidationSets, training.Faces]:
     """Val sets of ``groups`` groups, each a real face and a fake made from it, with no pictures:
     `val_score_difference` reads only the labels and the groups."""
     labels = np.tile(np.array([0, 1]), groups)
@@ -313,7 +313,7 @@ def test_a_paired_bootstrap_says_whether_one_model_beats_another_on_val():
         "groups": 60,
     }
 
-    # Two models of the same skill: the interval holds nothing between them.
+    # Two models of the same skill: the interval holds 0.
     other = scores_of(sets, rng, skill=0.3)
     low, high = training.val_score_difference(sets, faces, other, baseline)["interval"]
     assert low < 0 < high
