@@ -576,6 +576,9 @@ SCORED = ("val_auc_dfdc", "val_auc_pseudo", "val_auc_degraded", "val_auc_recolou
 
 
 VAL_SETS = ("dfdc", "pseudo", "degraded", "recoloured", "light_and_pose", "parts", "low_res", "swapped")
+# The sets of the val split's real faces followed by a pseudo-fake of each, in the same order
+# (`validation_sets`); the others hold every val face in order.
+AGAINST_PSEUDO_FAKES = ("pseudo", "parts", "low_res", "swapped")
 
 
 def validate(network, sets: ValidationSets) -> dict:
@@ -635,10 +638,10 @@ def val_score_difference(
     def difference(faces_drawn: np.ndarray) -> float | None:
         drawn_reals = real_position[faces_drawn]
         drawn_reals = drawn_reals[drawn_reals >= 0]
+        pairs = np.concatenate([drawn_reals, drawn_reals + len(reals)])  # those faces, then their pseudo-fakes
         gaps = []
         for name in scored:
-            # The pseudo-fake sets hold each real face, then its pseudo-fake, in the order of `reals`.
-            pick = np.concatenate([drawn_reals, drawn_reals + len(reals)]) if name == "pseudo" else faces_drawn
+            pick = pairs if name in AGAINST_PSEUDO_FAKES else faces_drawn
             labels = getattr(sets, name)[1][pick]
             ours, theirs = metrics.roc_auc(labels, scores[name][pick]), metrics.roc_auc(labels, baseline[name][pick])
             if ours is not None and theirs is not None:
@@ -725,6 +728,7 @@ def train(
     out.mkdir(parents=True, exist_ok=True)
     checkpoint = out / "best.weights.h5"
     history = []
+    best_scores = {}  # the val scores of the best epoch so far, for the calibration
     if config.init:
         history.append({"epoch": 0, **validate(network, sets)})
         say("before training: " + ", ".join(f"{k} {v}" for k, v in history[-1].items() if k != "epoch"))
@@ -732,14 +736,16 @@ def train(
     class Report(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
             losses = {key: round(float(value), 4) for key, value in (logs or {}).items() if key.endswith("loss")}
+            scores = score_val_sets(network, sets)
             figures = {
                 "epoch": epoch + 1,
                 **losses,
-                **validate(network, sets),
+                **val_figures(sets, scores),
                 "seconds": round(time.perf_counter() - started),
             }
             if all(figures["val_score"] > row["val_score"] for row in history if row["epoch"] > 0):
                 network.save_weights(checkpoint)
+                best_scores.update(scores)
             history.append(figures)
             say(
                 f"epoch {epoch + 1}/{config.epochs}: "
@@ -753,7 +759,7 @@ def train(
 
     shipped = model.build(config.input_size, config.widths, stem=config.stem, dropout=config.dropout)
     shipped.set_weights(network.get_weights())  # no optimizer state: a third of the size
-    calibration = calibrate(shipped, sets)
+    calibration = calibrate(shipped, sets, best_scores)  # the same weights as the best epoch's
     shipped.save(out / model_name)
     report = {
         "config": dataclasses.asdict(config),
@@ -772,14 +778,14 @@ def train(
     return report
 
 
-def calibrate(network, sets: ValidationSets) -> dict:
+def calibrate(network, sets: ValidationSets, scores: dict[str, np.ndarray]) -> dict:
     """Fit the temperature on the val split's real data, as filmed, degraded, recoloured, and tilted
-    and lit from one side, and fold it into ``network``'s last layer, so the saved network's
-    P(DeepFake) is the calibrated one. Returns the temperature and the val calibration before and after."""
-    score = model.MirroredScorer(network)
-    kept = (sets.dfdc, sets.degraded, sets.recoloured, sets.light_and_pose)
-    val_scores = np.concatenate([score(crops) for crops, _ in kept])
-    val_labels = np.concatenate([labels for _, labels in kept])
+    and lit from one side (``scores``: the network's `score_val_sets`), and fold it into ``network``'s
+    last layer, so the saved network's P(DeepFake) is the calibrated one. Returns the temperature and
+    the val calibration before and after."""
+    kept = ("dfdc", "degraded", "recoloured", "light_and_pose")
+    val_scores = np.concatenate([scores[name] for name in kept])
+    val_labels = np.concatenate([getattr(sets, name)[1] for name in kept])
     temperature = metrics.fit_temperature(val_labels, val_scores)
     model.apply_temperature(network, temperature)
     calibrated = metrics.apply_temperature(val_scores, temperature)
@@ -850,7 +856,7 @@ def average_models(
                 f"average - {path}: val score {gain['val_score']:+.4f}, 95% interval [{low:+.4f}, {high:+.4f}]"
                 f" (paired bootstrap over {gain['groups']} val groups)"
             )
-    calibration = calibrate(average, sets)
+    calibration = calibrate(average, sets, average_scores)
     out.mkdir(parents=True, exist_ok=True)
     average.save(out / model_name)
     report = {
