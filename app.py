@@ -319,6 +319,13 @@ def parse_widths(context: click.Context, parameter: click.Parameter, value: str)
     help="The share of pseudo-fakes that blend in another real face of the split, as Face X-ray does (0: none).",
 )
 @click.option(
+    "--outline-share",
+    type=click.FloatRange(0.0, 1.0),
+    default=training.TrainConfig.outline_share,
+    show_default=True,
+    help="The share of whole-face pseudo-fake masks drawn out to the face's outline, where a swap's seam runs (0: none).",
+)
+@click.option(
     "--fake-weight",
     type=float,
     default=training.TrainConfig.fake_weight,

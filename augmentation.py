@@ -31,9 +31,11 @@ def self_blend(
     rng: np.random.Generator,
     part_share: float = 0.0,
     low_res_share: float = 0.0,
+    outline_share: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """A pseudo-fake of ``image`` and the blend mask (float32, 0..1) it was made with: ``part_share``
-    of the time the mask covers one part of the face (``part_mask``), otherwise the inner face;
+    of the time the mask covers one part of the face (``part_mask``), ``outline_share`` of the rest
+    the face out to where a swap's seam runs (``outline_mask``), otherwise the inner face;
     ``low_res_share`` of the time the copy blended in was rendered at a lower resolution
     (``rendered_small``) instead of sometimes sharpened.
 
@@ -41,7 +43,7 @@ def self_blend(
     """
     low_res = bool(low_res_share) and rng.random() < low_res_share  # no draw at 0: older streams stay as drawn
     source = _altered_copy(image, keypoints, rng, low_res)
-    mask = _drawn_mask(image.shape[:2], keypoints, rng, part_share)
+    mask = _drawn_mask(image.shape[:2], keypoints, rng, part_share, outline_share)
     return cv2.blendLinear(source, image, mask, 1.0 - mask), mask
 
 
@@ -52,6 +54,7 @@ def blend_other_face(
     donor_keypoints: np.ndarray,
     rng: np.random.Generator,
     part_share: float = 0.0,
+    outline_share: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """A pseudo-fake of ``image`` with another person's face in it, as Face X-ray (Li et al., CVPR
     2020) makes its blended images, and the mask it was blended through: ``donor`` turned, scaled and
@@ -69,20 +72,28 @@ def blend_other_face(
         ransacReprojThreshold=1e6,  # five exact points: all of them count
     )
     if matrix is None:  # degenerate keypoints
-        return self_blend(image, keypoints, rng, part_share)
+        return self_blend(image, keypoints, rng, part_share, outline_share=outline_share)
     source = cv2.warpAffine(donor, matrix, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-    mask = _drawn_mask(image.shape[:2], keypoints, rng, part_share)
+    mask = _drawn_mask(image.shape[:2], keypoints, rng, part_share, outline_share)
     source = _colours_matched(source, image, mask > 0.5 * mask.max(), rng.uniform(0.7, 1.0))
     return cv2.blendLinear(source, image, mask, 1.0 - mask), mask
 
 
 def _drawn_mask(
-    shape: tuple[int, int], keypoints: np.ndarray, rng: np.random.Generator, part_share: float
+    shape: tuple[int, int],
+    keypoints: np.ndarray,
+    rng: np.random.Generator,
+    part_share: float,
+    outline_share: float = 0.0,
 ) -> np.ndarray:
     """The blend mask of a pseudo-fake: ``part_share`` of the time over one part of the face
-    (``part_mask``), otherwise over the inner face (``face_mask``)."""
+    (``part_mask``), ``outline_share`` of the rest out to the face's outline (``outline_mask``),
+    otherwise over the inner face (``face_mask``). A share of 0 draws nothing, so older streams
+    stay as drawn."""
     if part_share and rng.random() < part_share:
         return part_mask(shape, keypoints, rng)
+    if outline_share and rng.random() < outline_share:
+        return outline_mask(shape, keypoints, rng)
     return face_mask(shape, keypoints, rng)
 
 
@@ -134,6 +145,29 @@ def face_mask(shape: tuple[int, int], keypoints: np.ndarray, rng: np.random.Gene
         points += span * rng.uniform(-0.04, 0.04, size=points.shape)
         hull = cv2.convexHull(np.rint(points).astype(np.int32))
         cv2.fillConvexPoly(mask, hull, 1.0)
+    return _softened(mask, span, rng)
+
+
+def outline_mask(shape: tuple[int, int], keypoints: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A soft mask of the face out to where a face swap's seam runs: an ellipse along the eye line
+    from the eyebrows (a quarter to nearly half the eye-to-mouth distance above the eyes) to below
+    the chin, as wide as the face (0.95 to 1.2 times the distance between the eyes from the middle).
+    Swapping methods blend in the hull of the face's landmarks, jaw and brows, so in the
+    eye/nose/mouth crop their seam crosses the forehead at the top and runs down the cheeks at the
+    crop's sides, round the eyes, never through them, as ``face_mask``'s narrower masks often do.
+    Edge and blend weight are drawn as in ``face_mask``."""
+    height, width = shape
+    keypoints = np.asarray(keypoints, dtype=np.float32)
+    span = np.maximum(keypoints.max(axis=0) - keypoints.min(axis=0), 4.0)
+    eyes, mouth = keypoints[:2].mean(axis=0), keypoints[3:].mean(axis=0)
+    eye_to_mouth = mouth - eyes
+    top = eyes - eye_to_mouth * rng.uniform(0.25, 0.45)
+    bottom = mouth + eye_to_mouth * rng.uniform(0.6, 0.9)
+    half_width = float(np.linalg.norm(keypoints[1] - keypoints[0])) * rng.uniform(0.95, 1.2)
+    centre = (top + bottom) / 2 + span * rng.uniform(-0.04, 0.04, size=2)
+    axes = (2 * half_width, float(np.linalg.norm(bottom - top)))
+    mask = np.zeros((height, width), dtype=np.float32)
+    cv2.ellipse(mask, (tuple(float(v) for v in centre), axes, _eye_line_angle(keypoints, rng)), 1.0, thickness=-1)
     return _softened(mask, span, rng)
 
 

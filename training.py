@@ -261,6 +261,7 @@ class TrainConfig:
     part_share: float = 0.3  # the share of pseudo-fakes blended over one part of the face (mouth, eyes, nose)
     low_res_share: float = 0.3  # the share of pseudo-fakes whose blended-in face was rendered at a lower resolution
     swap_share: float = 0.6  # the share of pseudo-fakes that blend in another real face of the split (Face X-ray)
+    outline_share: float = 0.0  # the share of whole-face pseudo-fake masks drawn out to where a swap's seam runs
     fake_weight: float = 0.45  # the fakes' share of the loss: below half, a face that shows no trace leans real
     xray_weight: float = 0.0  # the weight of a second loss: the blend boundary's map (face X-ray) of each crop; 0: none
     init: str = ""  # a trained .keras model of the same shape to start from (fine-tuning); "": from scratch
@@ -330,12 +331,14 @@ class Faces:
         xray_size: int = 0,
         codec_share: float = 0.0,
         view_rng: np.random.Generator | None = None,
+        outline_share: float = 0.0,
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """The crop the network sees for face ``index`` made as ``kind``, resized to size x size (None:
         as cut). With ``rng`` the box is jittered and the crop flipped at random; ``part_share`` of the
         pseudo-fakes are blended over one part of the face, ``swap_share`` of them blend in another
         real face (`augmentation.blend_other_face`) and ``low_res_share`` of the others a copy rendered
-        at a lower resolution; ``recolour`` of the crops are shown in other colours
+        at a lower resolution; ``outline_share`` of the whole-face masks reach the face's outline
+        (`augmentation.outline_mask`); ``recolour`` of the crops are shown in other colours
         (`augmentation.recolour`); ``light_and_pose`` of them tilted and reframed
         (`augmentation.reframed`) and, drawn apart, lit from one side (`augmentation.relight`); and
         ``degrade`` adds the random degradations, ``codec_share`` of them coded as H.264.
@@ -354,10 +357,18 @@ class Faces:
         if kind == PSEUDO_FAKE and swap_share and rng.random() < swap_share:
             donor = self.donor_for(index, rng)
             image, mask = augmentation.blend_other_face(
-                image, self.keypoints[index], self.contexts[donor], self.keypoints[donor], rng, part_share
+                image,
+                self.keypoints[index],
+                self.contexts[donor],
+                self.keypoints[donor],
+                rng,
+                part_share,
+                outline_share,
             )
         elif kind == PSEUDO_FAKE:
-            image, mask = augmentation.self_blend(image, self.keypoints[index], rng, part_share, low_res_share)
+            image, mask = augmentation.self_blend(
+                image, self.keypoints[index], rng, part_share, low_res_share, outline_share
+            )
         box = tuple(int(v) for v in self.boxes[index])
         keep_mask = xray_size and mask is not None  # a pseudo-fake's
         view = rng if view_rng is None else view_rng
@@ -482,6 +493,7 @@ def training_batches(faces: Faces, config: TrainConfig, workers: int = 2) -> Ite
                             xray_size,
                             config.codec_share,
                             _view_rng(views, *item[0]),
+                            outline_share=config.outline_share,
                         ),
                         zip(batch, crop_seeds, strict=True),
                     )
@@ -527,8 +539,9 @@ class ValidationSets:
     (``degraded``), in the colours of other cameras (``recoloured``) and tilted, reframed and lit from
     one side (``light_and_pose``). Reported, not scored: the real faces against pseudo-fakes blended
     over one part of the face, as face reenactment leaves them (``parts``), against pseudo-fakes that
-    blend in a copy rendered at a lower resolution (``low_res``), and against pseudo-fakes with another
-    real face blended in (``swapped``). Each is (crops, labels)."""
+    blend in a copy rendered at a lower resolution (``low_res``), against pseudo-fakes with another
+    real face blended in (``swapped``), and against pseudo-fakes whose seam runs where a swap's does,
+    round the face's outline (``outline``). Each is (crops, labels)."""
 
     dfdc: tuple[np.ndarray, np.ndarray]
     pseudo: tuple[np.ndarray, np.ndarray]
@@ -538,6 +551,7 @@ class ValidationSets:
     parts: tuple[np.ndarray, np.ndarray]
     low_res: tuple[np.ndarray, np.ndarray]
     swapped: tuple[np.ndarray, np.ndarray]
+    outline: tuple[np.ndarray, np.ndarray]
 
 
 def validation_sets(faces: Faces, size: int, seed: int) -> ValidationSets:
@@ -546,12 +560,9 @@ def validation_sets(faces: Faces, size: int, seed: int) -> ValidationSets:
     clean = np.stack([model.resize(crop, size) for crop in as_cut])
     reals = [i for i in range(len(faces)) if faces.labels[i] == 0]
 
-    def against_pseudo_fakes(
-        rng: np.random.Generator, part_share: float, low_res_share: float = 0.0, swap_share: float = 0.0
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def against_pseudo_fakes(rng: np.random.Generator, part_share: float, **shares) -> tuple[np.ndarray, np.ndarray]:
         crops = [faces.crop(i, REAL, size, rng, True) for i in reals] + [
-            faces.crop(i, PSEUDO_FAKE, size, rng, True, part_share, low_res_share=low_res_share, swap_share=swap_share)
-            for i in reals
+            faces.crop(i, PSEUDO_FAKE, size, rng, True, part_share, **shares) for i in reals
         ]
         return np.stack(crops), np.repeat(np.array([0.0, 1.0], dtype=np.float32), len(reals))
 
@@ -569,16 +580,17 @@ def validation_sets(faces: Faces, size: int, seed: int) -> ValidationSets:
         parts=against_pseudo_fakes(np.random.default_rng([seed, 1]), part_share=1.0),  # leaves the others as drawn
         low_res=against_pseudo_fakes(np.random.default_rng([seed, 4]), part_share=0.0, low_res_share=1.0),
         swapped=against_pseudo_fakes(np.random.default_rng([seed, 5]), part_share=0.0, swap_share=1.0),
+        outline=against_pseudo_fakes(np.random.default_rng([seed, 6]), part_share=0.0, outline_share=1.0),
     )
 
 
 SCORED = ("val_auc_dfdc", "val_auc_pseudo", "val_auc_degraded", "val_auc_recoloured", "val_auc_light_and_pose")
 
 
-VAL_SETS = ("dfdc", "pseudo", "degraded", "recoloured", "light_and_pose", "parts", "low_res", "swapped")
+VAL_SETS = ("dfdc", "pseudo", "degraded", "recoloured", "light_and_pose", "parts", "low_res", "swapped", "outline")
 # The sets of the val split's real faces followed by a pseudo-fake of each, in the same order
 # (`validation_sets`); the others hold every val face in order.
-AGAINST_PSEUDO_FAKES = ("pseudo", "parts", "low_res", "swapped")
+AGAINST_PSEUDO_FAKES = ("pseudo", "parts", "low_res", "swapped", "outline")
 
 
 def validate(network, sets: ValidationSets) -> dict:
@@ -600,8 +612,8 @@ def val_figures(sets: ValidationSets, scores: dict[str, np.ndarray]) -> dict:
     colours, other poses and light, and the traces of blending that any swap leaves). Until stage 35
     the score left out the recoloured set and until stage 37 the tilted and side-lit one
     (`val_score_without_colours` and `val_score_without_light_and_pose` keep those yardsticks). The
-    ROC AUCs against part-of-the-face, low-resolution and other-face pseudo-fakes are reported beside
-    them, not scored."""
+    ROC AUCs against part-of-the-face, low-resolution, other-face and outline pseudo-fakes are reported
+    beside them, not scored."""
     figures = {f"val_auc_{name}": metrics.roc_auc(getattr(sets, name)[1], scores[name]) for name in scores}
     for name in ("degraded", "recoloured", "light_and_pose"):
         real = getattr(sets, name)[1] == 0

@@ -88,6 +88,43 @@ def test_part_masks_cover_each_part():
     assert seen == set(augmentation.PARTS)
 
 
+@pytest.mark.parametrize("seed", range(20))
+def test_an_outline_pseudo_fake_changes_the_image_only_inside_its_mask(seed, monkeypatch):
+    drawn = []
+    real_outline_mask = augmentation.outline_mask
+    monkeypatch.setattr(augmentation, "outline_mask", lambda *args: drawn.append(real_outline_mask(*args)) or drawn[-1])
+    image = face_image()
+    fake, mask = augmentation.self_blend(image, ASTRONAUT_KEYPOINTS, np.random.default_rng(seed), outline_share=1.0)
+    assert len(drawn) == 1 and mask is drawn[0]  # every whole-face mask reaches the outline
+    assert np.array_equal(fake[mask == 0], image[mask == 0])
+    x1, y1, x2, y2 = astronaut_crop_box()
+    assert not np.array_equal(fake[y1:y2, x1:x2], image[y1:y2, x1:x2])
+
+
+def test_an_outline_mask_runs_where_a_swaps_seam_does():
+    """Across the forehead inside the crop, down to the crop's sides, round the eyes: every draw's
+    seam (its half-weight line) starts between the crop's top and the eyes and reaches within a
+    tenth of the crop's width of both its sides, and most draws hold both eyes whole (corners and
+    lids), which the inner-face masks almost never do."""
+    x1, y1, x2, y2 = astronaut_crop_box()
+    eyes = ASTRONAUT_KEYPOINTS[:2]
+    apart = float(np.linalg.norm(eyes[1] - eyes[0]))
+    eye_edges = [
+        (x + dx * apart, y + dy * apart) for x, y in eyes for dx, dy in ((-0.25, 0), (0.25, 0), (0, -0.12), (0, 0.12))
+    ]
+    whole_eyes = {augmentation.outline_mask: 0, augmentation.face_mask: 0}
+    for seed in range(60):
+        for draw in whole_eyes:
+            mask = draw(face_image().shape[:2], ASTRONAUT_KEYPOINTS, np.random.default_rng(seed))
+            half = mask >= mask.max() / 2
+            whole_eyes[draw] += all(half[round(y), round(x)] for x, y in eye_edges)
+            if draw is augmentation.outline_mask:
+                ys, xs = np.nonzero(half)
+                assert y1 < ys.min() < eyes[:, 1].min()
+                assert xs.min() < x1 + 0.1 * (x2 - x1) and xs.max() > x2 - 0.1 * (x2 - x1)
+    assert whole_eyes[augmentation.outline_mask] >= 30 and whole_eyes[augmentation.face_mask] <= 6
+
+
 def sharpness(image: np.ndarray) -> float:
     return float(cv2.Laplacian(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY), cv2.CV_64F).var())
 

@@ -279,7 +279,7 @@ def val_sets_of(groups: int) -> tuple[training.ValidationSets, training.Faces]:
     pictures = np.zeros((len(labels), 1))
     pairs = (np.zeros((2 * groups, 1)), np.repeat(np.array([0.0, 1.0]), groups))  # each real face, then its pseudo-fake
     sets = training.ValidationSets(
-        *[(pictures, labels)] + [pairs] + [(pictures, labels)] * 3 + [pairs] * 3  # the order of the dataclass
+        *[(pictures, labels)] + [pairs] + [(pictures, labels)] * 3 + [pairs] * 4  # the order of the dataclass
     )
     return sets, faces
 
@@ -371,19 +371,26 @@ def test_train_on_a_dataset_without_face_regions_says_to_rebuild_it(runner, tmp_
 def test_the_training_pipeline_shows_every_real_face_also_as_a_pseudo_fake(tmp_path, monkeypatch):
     dataset = tiny_dataset(tmp_path / "tiny")
     faces = training.load_faces(dataset, "train")
-    blended, part_shares, low_res_shares = [], [], []
+    blended, part_shares, low_res_shares, outline_shares = [], [], [], []
 
-    def spy(image, keypoints, rng, part_share=0.0, low_res_share=0.0):
-        fake, mask = real_self_blend(image, keypoints, rng, part_share, low_res_share)
+    def spy(image, keypoints, rng, part_share=0.0, low_res_share=0.0, outline_share=0.0):
+        fake, mask = real_self_blend(image, keypoints, rng, part_share, low_res_share, outline_share)
         blended.append(fake)
         part_shares.append(part_share)
         low_res_shares.append(low_res_share)
+        outline_shares.append(outline_share)
         return fake, mask
 
     real_self_blend = augmentation.self_blend
     monkeypatch.setattr(augmentation, "self_blend", spy)
     config = training.TrainConfig(
-        input_size=64, batch_size=8, degrade=False, dfdc_fake_share=0.0, part_share=0.3, swap_share=0.0
+        input_size=64,
+        batch_size=8,
+        degrade=False,
+        dfdc_fake_share=0.0,
+        part_share=0.3,
+        swap_share=0.0,
+        outline_share=0.5,
     )
     batches = training.training_batches(faces, config)
     crops, labels, weights = [], [], []
@@ -401,15 +408,17 @@ def test_the_training_pipeline_shows_every_real_face_also_as_a_pseudo_fake(tmp_p
     assert not any(np.array_equal(a, b) for a, b in zip(blended[:9], blended[9:], strict=True))
     assert set(part_shares) == {0.3}  # some pseudo-fakes are blended over one part of the face
     assert set(low_res_shares) == {0.3}  # and some blend in a face rendered at a lower resolution
+    assert set(outline_shares) == {0.5}  # and some reach out to the face's outline
 
-    part_shares.clear(), low_res_shares.clear()
+    part_shares.clear(), low_res_shares.clear(), outline_shares.clear()
     sets = training.validation_sets(faces, 64, seed=1)
-    # The scored val pseudo-fakes stay whole-face and as drawn before (one yardstick); the part-only and
-    # the low-resolution ones are sets of their own.
-    assert part_shares == [0.0] * 9 + [1.0] * 9 + [0.0] * 9
-    assert low_res_shares == [0.0] * 18 + [1.0] * 9
-    assert len(sets.pseudo[0]) == len(sets.parts[0]) == len(sets.low_res[0]) == 18
-    assert sets.parts[1].tolist() == sets.low_res[1].tolist() == [0.0] * 9 + [1.0] * 9
+    # The scored val pseudo-fakes stay whole-face and as drawn before (one yardstick); the part-only, the
+    # low-resolution and the outline ones are sets of their own.
+    assert part_shares == [0.0] * 9 + [1.0] * 9 + [0.0] * 18
+    assert low_res_shares == [0.0] * 18 + [1.0] * 9 + [0.0] * 9
+    assert outline_shares == [0.0] * 27 + [1.0] * 9
+    assert len(sets.pseudo[0]) == len(sets.parts[0]) == len(sets.low_res[0]) == len(sets.outline[0]) == 18
+    assert sets.parts[1].tolist() == sets.low_res[1].tolist() == sets.outline[1].tolist() == [0.0] * 9 + [1.0] * 9
 
     low_res_shares.clear()
     batches = training.training_batches(faces, dataclasses.replace(config, low_res_share=0.0))
@@ -488,11 +497,12 @@ def test_the_training_pipeline_tilts_reframes_and_lights_real_and_fake_faces_ali
 
 def test_the_training_pipeline_blends_other_real_faces_into_some_pseudo_fakes(tmp_path, monkeypatch):
     faces = training.load_faces(tiny_dataset(tmp_path / "tiny"), "train")
-    pairs = []
+    pairs, outline_shares = [], set()
 
-    def spy(image, keypoints, donor, donor_keypoints, rng, part_share=0.0):
+    def spy(image, keypoints, donor, donor_keypoints, rng, part_share=0.0, outline_share=0.0):
         pairs.append((image, donor))
-        return real_blend(image, keypoints, donor, donor_keypoints, rng, part_share)
+        outline_shares.add(outline_share)
+        return real_blend(image, keypoints, donor, donor_keypoints, rng, part_share, outline_share)
 
     real_blend = augmentation.blend_other_face
     monkeypatch.setattr(augmentation, "blend_other_face", spy)
@@ -511,8 +521,10 @@ def test_the_training_pipeline_blends_other_real_faces_into_some_pseudo_fakes(tm
         light_and_pose=False,
         dfdc_fake_share=0.0,
         swap_share=0.3,
+        outline_share=0.5,
     )
     assert 0.1 < swapped_share(config) < 0.55  # about swap_share (0.3) of the pseudo-fakes
+    assert outline_shares == {0.5}  # their masks reach the outline as often as the self-blends' do
     assert swapped_share(dataclasses.replace(config, swap_share=0.0)) == 0.0
     reals = [faces.contexts[i] for i in np.flatnonzero(faces.labels == 0)]
     for image, donor in pairs:  # a real face of the split, never the face itself
@@ -585,10 +597,10 @@ def test_the_training_pipeline_shows_pairs_alike_only_with_paired_views(tmp_path
     seen = []
     real_crop_and_xray = training.Faces.crop_and_xray
 
-    def spy(self, index, kind, *args):
+    def spy(self, index, kind, *args, **kwargs):
         view_rng = args[-1]
         seen.append((index, kind, None if view_rng is None else float(copy.deepcopy(view_rng).random())))
-        return real_crop_and_xray(self, index, kind, *args)
+        return real_crop_and_xray(self, index, kind, *args, **kwargs)
 
     monkeypatch.setattr(training.Faces, "crop_and_xray", spy)
     batches = training.training_batches(faces, dataclasses.replace(config, dfdc_fake_share=1.0))
@@ -841,8 +853,8 @@ def test_a_pseudo_fakes_xray_is_its_blend_mask_cut_and_flipped_as_the_crop(tmp_p
     faces = training.load_faces(tiny_dataset(tmp_path / "tiny"), "train")
     seen = {}
 
-    def blend_spy(image, keypoints, rng, part_share=0.0, low_res_share=0.0):
-        seen["fake"], seen["mask"] = real_self_blend(image, keypoints, rng, part_share, low_res_share)
+    def blend_spy(image, keypoints, rng, part_share=0.0, low_res_share=0.0, outline_share=0.0):
+        seen["fake"], seen["mask"] = real_self_blend(image, keypoints, rng, part_share, low_res_share, outline_share)
         return seen["fake"], seen["mask"]
 
     def box_spy(box, width, height, rng):
