@@ -403,6 +403,30 @@ def average_models_command(dataset: Path, models: tuple[Path, ...], out: Path) -
     click.echo(f"val score {report['best']['val_score']}; temperature {report['temperature']}; model in {out}")
 
 
+@cli.cli.command("compare-models")
+@click.argument("dataset", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("model_path", metavar="MODEL", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("baseline", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def compare_models_command(dataset: Path, model_path: Path, baseline: Path) -> None:
+    """Whether MODEL beats BASELINE on DATASET's val split beyond its noise: MODEL's val score minus
+    BASELINE's, and each val set's ROC AUC difference, with paired bootstrap 95% intervals."""
+    try:
+        report = training.compare_models(dataset, model_path, baseline, progress=click.echo)
+    except ValueError as error:
+        raise click.ClickException(str(error)) from error
+    difference = report["difference"]
+    if difference["val_score"] is None:
+        raise click.ClickException(f"{dataset}'s val split has no set with both real and fake crops")
+    low, high = difference["interval"]
+    click.echo(
+        f"val score {difference['val_score']:+.4f}, 95% interval [{low:+.4f}, {high:+.4f}]"
+        f" (paired bootstrap over {difference['groups']} val groups)"
+    )
+    for name, row in difference["sets"].items():
+        low, high = row["interval"]
+        click.echo(f"  {name}: ROC AUC {row['difference']:+.4f} [{low:+.4f}, {high:+.4f}]")
+
+
 @cli.cli.command("evaluate")
 @click.argument("sets", nargs=-1)
 @click.option(

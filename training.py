@@ -638,7 +638,8 @@ def val_score_difference(
     same ``sets``, drawn from ``faces``) and its 95% interval by a paired bootstrap: each round
     resamples the val groups (a real video and the fakes made from it, whose faces are alike) with
     replacement and scores both models on that one resample, so what the two models share cancels
-    out. An interval that holds 0 says the difference is within the val set's noise."""
+    out. An interval that holds 0 says the difference is within the val set's noise. Beside it, under
+    ``sets``, the same for each val set's ROC AUC, the unscored ones too."""
     groups = np.array([row["group"] for row in faces.rows])
     names, members = np.unique(groups, return_inverse=True)
     by_group = [np.flatnonzero(members == g) for g in range(len(names))]
@@ -647,35 +648,45 @@ def val_score_difference(
     real_position[reals] = np.arange(len(reals))
     scored = [name.removeprefix("val_auc_") for name in SCORED]
 
-    def difference(faces_drawn: np.ndarray) -> float | None:
+    def differences(faces_drawn: np.ndarray) -> dict[str, float]:
+        """Each val set's ROC AUC gap on these faces, the val score's under "val_score"; a set
+        without both classes among them is left out, as `val_figures` leaves it out."""
         drawn_reals = real_position[faces_drawn]
         drawn_reals = drawn_reals[drawn_reals >= 0]
         pairs = np.concatenate([drawn_reals, drawn_reals + len(reals)])  # those faces, then their pseudo-fakes
-        gaps = []
-        for name in scored:
+        gaps = {}
+        for name in VAL_SETS:
             pick = pairs if name in AGAINST_PSEUDO_FAKES else faces_drawn
             labels = getattr(sets, name)[1][pick]
             ours, theirs = metrics.roc_auc(labels, scores[name][pick]), metrics.roc_auc(labels, baseline[name][pick])
             if ours is not None and theirs is not None:
-                gaps.append(ours - theirs)
-        return float(np.mean(gaps)) if gaps else None
+                gaps[name] = ours - theirs
+        if any(name in gaps for name in scored):
+            gaps["val_score"] = float(np.mean([gaps[name] for name in scored if name in gaps]))
+        return gaps
 
-    whole = difference(np.arange(len(faces)))
-    if whole is None:
-        return {"val_score": None, "interval": None, "groups": len(names)}
+    whole = differences(np.arange(len(faces)))
     rng = np.random.default_rng(seed)
-    values = []
+    drawn = {key: [] for key in whole}
     for _ in range(rounds):
-        drawn = np.concatenate([by_group[g] for g in rng.integers(len(names), size=len(names))])
-        value = difference(drawn)
-        if value is not None:
-            values.append(value)
-    low, high = np.percentile(values, [2.5, 97.5])
-    return {
-        "val_score": round(whole, 4),
-        "interval": [round(float(low), 4), round(float(high), 4)],
-        "groups": len(names),
-    }
+        resample = differences(np.concatenate([by_group[g] for g in rng.integers(len(names), size=len(names))]))
+        for key, value in resample.items():
+            if key in drawn:
+                drawn[key].append(value)
+
+    def reading(key: str) -> tuple[float | None, list[float] | None]:
+        if key not in whole:
+            return None, None
+        low, high = np.percentile(drawn[key], [2.5, 97.5])
+        return round(whole[key], 4), [round(float(low), 4), round(float(high), 4)]
+
+    val_score, interval = reading("val_score")
+    per_set = {}
+    for name in VAL_SETS:
+        difference, set_interval = reading(name)
+        if difference is not None:
+            per_set[name] = {"difference": difference, "interval": set_interval}
+    return {"val_score": val_score, "interval": interval, "groups": len(names), "sets": per_set}
 
 
 def train(
@@ -841,11 +852,8 @@ def average_models(
     shapes = [[weight.shape for weight in network.get_weights()] for network in networks]
     if len(networks) < 2 or any(shape != shapes[0] for shape in shapes):
         raise ValueError("average needs two or more models of the same network (same layers and sizes)")
-    size = int(networks[0].input_shape[1])  # no weight depends on it: the others are read at this size
-    networks = [n if int(n.input_shape[1]) == size else model.at_input_size(n, size) for n in networks]
-    val_faces = load_faces(dataset, "val")
-    if not (val_faces.labels == 0).any():
-        raise ValueError(f"{dataset} needs real crops in its val split")
+    networks, size = _at_first_size(networks)
+    val_faces = _val_faces(dataset)
     sets = validation_sets(val_faces, size, seed)
     ingredients, ingredient_scores = [], []
     for path, network in zip(paths, networks, strict=True):
@@ -882,6 +890,49 @@ def average_models(
     (out / "metrics.json").write_text(json.dumps(report, indent=2))
     say(f"wrote {out / model_name} and {out / 'metrics.json'}")
     return report
+
+
+def compare_models(
+    dataset: Path,
+    path: Path,
+    baseline: Path,
+    *,
+    seed: int = TrainConfig.seed,
+    progress: Callable[[str], None] | None = None,
+) -> dict:
+    """The val figures of the model at ``path`` and of ``baseline``, and the first's val score minus
+    the second's, each val set's too, with paired bootstrap intervals over the val groups
+    (`val_score_difference`): whether one model beats another (a stage its control, say) beyond the
+    val set's noise. Both are read at the first one's input size."""
+    tf_runtime.load()
+    import keras
+
+    say = progress or log.info
+    networks, size = _at_first_size([keras.models.load_model(p, compile=False) for p in (path, baseline)])
+    val_faces = _val_faces(dataset)
+    sets = validation_sets(val_faces, size, seed)
+    scores = [score_val_sets(network, sets) for network in networks]
+    report = {
+        "model": {"model": str(path), **val_figures(sets, scores[0])},
+        "baseline": {"model": str(baseline), **val_figures(sets, scores[1])},
+        "difference": val_score_difference(sets, val_faces, *scores, seed=seed),
+    }
+    for row in (report["model"], report["baseline"]):
+        say(f"{row['model']}: " + ", ".join(f"{k} {v}" for k, v in row.items() if k.startswith("val_")))
+    return report
+
+
+def _at_first_size(networks: list) -> tuple[list, int]:
+    """The networks, each read at the first one's input size (no weight depends on it), and that size."""
+    size = int(networks[0].input_shape[1])
+    return [n if int(n.input_shape[1]) == size else model.at_input_size(n, size) for n in networks], size
+
+
+def _val_faces(dataset: Path) -> Faces:
+    val_faces = load_faces(dataset, "val")
+    if not (val_faces.labels == 0).any():
+        raise ValueError(f"{dataset} needs real crops in its val split")
+    return val_faces
 
 
 def widen_model(path: Path, widths: tuple[int, ...], out: Path, *, seed: int = TrainConfig.seed) -> dict:

@@ -311,12 +311,55 @@ def test_a_paired_bootstrap_says_whether_one_model_beats_another_on_val():
         "val_score": 0.0,
         "interval": [0.0, 0.0],
         "groups": 60,
+        "sets": {name: {"difference": 0.0, "interval": [0.0, 0.0]} for name in training.VAL_SETS},
     }
 
     # Two models of the same skill: the interval holds 0.
     other = scores_of(sets, rng, skill=0.3)
     low, high = training.val_score_difference(sets, faces, other, baseline)["interval"]
     assert low < 0 < high
+
+
+def test_the_paired_bootstrap_reads_each_val_set_apart():
+    """A model better on one unscored set only: the val score does not move, that set's ROC AUC does,
+    beyond the noise, by the gap of the two ROC AUCs."""
+    sets, faces = val_sets_of(groups=60)
+    rng = np.random.default_rng(11)
+    baseline = scores_of(sets, rng, skill=0.3)
+    better_outlines = {**baseline, "outline": scores_of(sets, rng, skill=1.0)["outline"]}
+    gain = training.val_score_difference(sets, faces, better_outlines, baseline)
+    assert gain["val_score"] == 0.0 and gain["interval"] == [0.0, 0.0]
+    outline = gain["sets"].pop("outline")
+    labels = sets.outline[1]
+    expected = metrics.roc_auc(labels, better_outlines["outline"]) - metrics.roc_auc(labels, baseline["outline"])
+    assert outline["difference"] == pytest.approx(expected, abs=1e-4)
+    assert 0 < outline["interval"][0] < outline["difference"] < outline["interval"][1]
+    assert gain["sets"] == {name: {"difference": 0.0, "interval": [0.0, 0.0]} for name in gain["sets"]}
+    assert len(gain["sets"]) == len(training.VAL_SETS) - 1
+
+
+def test_compare_models_prints_one_models_val_gain_over_another(runner, tmp_path):
+    import keras
+
+    dataset = tiny_dataset(tmp_path / "tiny")
+    paths = []
+    for seed in (1, 2):
+        keras.utils.set_random_seed(seed)
+        paths.append(tmp_path / f"m{seed}.keras")
+        model.build(32, widths=(8, 16), stem=4).save(paths[-1])
+    result = runner.invoke(args=["compare-models", str(dataset), str(paths[0]), str(paths[0])])
+    assert result.exit_code == 0, result.output
+    assert "val score +0.0000, 95% interval [+0.0000, +0.0000] (paired bootstrap over 3 val groups)" in result.output
+    assert "  pseudo: ROC AUC +0.0000 [+0.0000, +0.0000]" in result.output
+    assert "  outline: ROC AUC +0.0000 [+0.0000, +0.0000]" in result.output
+
+    report = training.compare_models(dataset, paths[0], paths[1])
+    gain = report["difference"]
+    assert gain["val_score"] == pytest.approx(report["model"]["val_score"] - report["baseline"]["val_score"], abs=2e-4)
+    assert gain["interval"][0] <= gain["val_score"] <= gain["interval"][1]
+    pseudo = gain["sets"]["pseudo"]
+    expected = report["model"]["val_auc_pseudo"] - report["baseline"]["val_auc_pseudo"]
+    assert pseudo["difference"] == pytest.approx(expected, abs=2e-4)
 
 
 def test_the_paired_bootstrap_resamples_whole_groups():
