@@ -417,11 +417,7 @@ def compare_models_command(dataset: Path, model_path: Path, baseline: Path) -> N
     difference = report["difference"]
     if difference["val_score"] is None:
         raise click.ClickException(f"{dataset}'s val split has no set with both real and fake crops")
-    low, high = difference["interval"]
-    click.echo(
-        f"val score {difference['val_score']:+.4f}, 95% interval [{low:+.4f}, {high:+.4f}]"
-        f" (paired bootstrap over {difference['groups']} val groups)"
-    )
+    click.echo(training.difference_text(difference))
     for name, row in difference["sets"].items():
         low, high = row["interval"]
         click.echo(f"  {name}: ROC AUC {row['difference']:+.4f} [{low:+.4f}, {high:+.4f}]")

@@ -860,7 +860,7 @@ def average_models(
         digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
         ingredient_scores.append(score_val_sets(network, sets))
         ingredients.append({"model": str(path), "sha256": digest, **val_figures(sets, ingredient_scores[-1])})
-        say(f"{path}: " + ", ".join(f"{k} {v}" for k, v in ingredients[-1].items() if k.startswith("val_")))
+        say(_val_line(str(path), ingredients[-1]))
     average = networks[0]
     average.set_weights(
         [np.mean(weights, axis=0) for weights in zip(*(n.get_weights() for n in networks), strict=True)]
@@ -871,11 +871,7 @@ def average_models(
     for path, row, scores in zip(paths, ingredients, ingredient_scores, strict=True):
         row["average_minus_this"] = gain = val_score_difference(sets, val_faces, average_scores, scores, seed=seed)
         if gain["interval"] is not None:
-            low, high = gain["interval"]
-            say(
-                f"average - {path}: val score {gain['val_score']:+.4f}, 95% interval [{low:+.4f}, {high:+.4f}]"
-                f" (paired bootstrap over {gain['groups']} val groups)"
-            )
+            say(f"average - {path}: {difference_text(gain)}")
     calibration = calibrate(average, sets, average_scores)
     out.mkdir(parents=True, exist_ok=True)
     average.save(out / model_name)
@@ -918,8 +914,23 @@ def compare_models(
         "difference": val_score_difference(sets, val_faces, *scores, seed=seed),
     }
     for row in (report["model"], report["baseline"]):
-        say(f"{row['model']}: " + ", ".join(f"{k} {v}" for k, v in row.items() if k.startswith("val_")))
+        say(_val_line(row["model"], row))
     return report
+
+
+def difference_text(gain: dict) -> str:
+    """A `val_score_difference` (with an interval) in words, as `average-models` and `compare-models`
+    print it."""
+    low, high = gain["interval"]
+    return (
+        f"val score {gain['val_score']:+.4f}, 95% interval [{low:+.4f}, {high:+.4f}]"
+        f" (paired bootstrap over {gain['groups']} val groups)"
+    )
+
+
+def _val_line(name: str, figures: dict) -> str:
+    """One model's val figures on a line, after its name."""
+    return f"{name}: " + ", ".join(f"{k} {v}" for k, v in figures.items() if k.startswith("val_"))
 
 
 def _at_first_size(networks: list) -> tuple[list, int]:
