@@ -326,6 +326,13 @@ def parse_widths(context: click.Context, parameter: click.Parameter, value: str)
     help="The share of whole-face pseudo-fake masks drawn out to the face's outline, where a swap's seam runs (0: none).",
 )
 @click.option(
+    "--erase-share",
+    type=click.FloatRange(0.0, 1.0),
+    default=training.TrainConfig.erase_share,
+    show_default=True,
+    help="The share of crops, real and fake alike, with one patch painted over in their mean colour (0: none).",
+)
+@click.option(
     "--fake-weight",
     type=float,
     default=training.TrainConfig.fake_weight,

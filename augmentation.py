@@ -23,6 +23,7 @@ HEAVY_SHARE = 0.2  # how often `degrade` gives the worst video: a face of a few 
 RECOLOUR_SHARE = 0.8  # how often training shows a face in another camera's or grade's colours
 LIGHT_AND_POSE_SHARE = 0.5  # how often training tilts and reframes a face, and (drawn apart) lights it from one side
 LOW_RES_SCALE = (1.5, 3.0)  # how many times smaller than the frame a low-resolution swapped-in face is rendered
+ERASED_AREA = (0.04, 0.2)  # the share of a crop `erased` paints over
 
 
 def self_blend(
@@ -346,6 +347,26 @@ def reframed(
     half_w, half_h = (x2 - x1) * rng.uniform(0.88, 1.12) / 2, (y2 - y1) * rng.uniform(0.88, 1.12) / 2
     height, width = image.shape[:2]
     return turned, _box_about(*centre, half_w, half_h, width, height)
+
+
+def erased(image: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    """The image with one rectangle painted over in the image's mean colour, and the rectangle (x1, y1,
+    x2, y2): ERASED_AREA of the image, 1:2 to 2:1, anywhere in it. Applied to real and fake faces alike,
+    it hides a part of the face the network may lean on, so that it learns to find a trace in any part
+    of the crop rather than in the one spot where one dataset's fakes show theirs (Random Erasing,
+    Zhong et al., AAAI 2020; Representative Forgery Mining, Wang and Deng, CVPR 2021, erases the spots
+    the network leans on most). The patch's edges are the same for both classes, so they are no cue."""
+    height, width = image.shape[:2]
+    area = height * width * rng.uniform(*ERASED_AREA)
+    aspect = np.exp(rng.uniform(np.log(0.5), np.log(2.0)))
+    patch_w = int(np.clip(round(np.sqrt(area * aspect)), 1, width))
+    patch_h = int(np.clip(round(np.sqrt(area / aspect)), 1, height))
+    x1, y1 = int(rng.integers(0, width - patch_w + 1)), int(rng.integers(0, height - patch_h + 1))
+    out = image.copy()
+    out[y1 : y1 + patch_h, x1 : x1 + patch_w] = np.rint(image.reshape(-1, image.shape[2]).mean(axis=0)).astype(
+        image.dtype
+    )
+    return out, (x1, y1, x1 + patch_w, y1 + patch_h)
 
 
 def _scaled(width: int, height: int, factor: float) -> tuple[int, int]:

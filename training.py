@@ -262,6 +262,9 @@ class TrainConfig:
     low_res_share: float = 0.3  # the share of pseudo-fakes whose blended-in face was rendered at a lower resolution
     swap_share: float = 0.6  # the share of pseudo-fakes that blend in another real face of the split (Face X-ray)
     outline_share: float = 0.0  # the share of whole-face pseudo-fake masks drawn out to where a swap's seam runs
+    erase_share: float = (
+        0.0  # the share of crops, every class alike, with one patch painted over (`augmentation.erased`)
+    )
     fake_weight: float = 0.45  # the fakes' share of the loss: below half, a face that shows no trace leans real
     xray_weight: float = 0.0  # the weight of a second loss: the blend boundary's map (face X-ray) of each crop; 0: none
     init: str = ""  # a trained .keras model of the same shape to start from (fine-tuning); "": from scratch
@@ -332,13 +335,15 @@ class Faces:
         codec_share: float = 0.0,
         view_rng: np.random.Generator | None = None,
         outline_share: float = 0.0,
+        erase_share: float = 0.0,
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """The crop the network sees for face ``index`` made as ``kind``, resized to size x size (None:
         as cut). With ``rng`` the box is jittered and the crop flipped at random; ``part_share`` of the
         pseudo-fakes are blended over one part of the face, ``swap_share`` of them blend in another
         real face (`augmentation.blend_other_face`) and ``low_res_share`` of the others a copy rendered
         at a lower resolution; ``outline_share`` of the whole-face masks reach the face's outline
-        (`augmentation.outline_mask`); ``recolour`` of the crops are shown in other colours
+        (`augmentation.outline_mask`); ``erase_share`` of the crops have a patch painted over
+        (`augmentation.erased`, drawn last, so the other draws are as without it); ``recolour`` of the crops are shown in other colours
         (`augmentation.recolour`); ``light_and_pose`` of them tilted and reframed
         (`augmentation.reframed`) and, drawn apart, lit from one side (`augmentation.relight`); and
         ``degrade`` adds the random degradations, ``codec_share`` of them coded as H.264.
@@ -400,6 +405,12 @@ class Faces:
         if view is not None and view.random() < 0.5:
             crop = crop[:, ::-1]
             xray = None if xray is None else xray[:, ::-1]
+        if erase_share and view is not None and view.random() < erase_share:
+            crop, (x1, y1, x2, y2) = augmentation.erased(crop, view)
+            if xray is not None:  # no blend left under the patch: each X-ray cell keeps the share it leaves
+                covered = np.zeros(crop.shape[:2], dtype=np.float32)
+                covered[y1:y2, x1:x2] = 1
+                xray = xray * (1 - cv2.resize(covered, xray.shape[::-1], interpolation=cv2.INTER_AREA))
         return crop, xray
 
 
@@ -494,6 +505,7 @@ def training_batches(faces: Faces, config: TrainConfig, workers: int = 2) -> Ite
                             config.codec_share,
                             _view_rng(views, *item[0]),
                             outline_share=config.outline_share,
+                            erase_share=config.erase_share,
                         ),
                         zip(batch, crop_seeds, strict=True),
                     )

@@ -101,6 +101,34 @@ def test_an_outline_pseudo_fake_changes_the_image_only_inside_its_mask(seed, mon
     assert not np.array_equal(fake[y1:y2, x1:x2], image[y1:y2, x1:x2])
 
 
+@pytest.mark.parametrize("seed", range(20))
+def test_erased_paints_one_patch_of_the_image_in_its_mean_colour(seed):
+    image = face_image()[100:228, 150:278]
+    before = image.copy()
+    out, (x1, y1, x2, y2) = augmentation.erased(image, np.random.default_rng(seed))
+    assert np.array_equal(image, before)  # a copy: the input is left as it was
+    inside = np.zeros(image.shape[:2], dtype=bool)
+    inside[y1:y2, x1:x2] = True
+    assert np.array_equal(out[~inside], image[~inside])  # nothing changes outside the patch
+    mean = np.rint(image.reshape(-1, 3).mean(axis=0))
+    assert (out[inside] == mean).all()  # the patch is one flat colour, the image's mean
+    area = (x2 - x1) * (y2 - y1) / inside.size
+    low, high = augmentation.ERASED_AREA
+    assert 0.9 * low <= area <= 1.1 * high
+    assert 0.45 <= (x2 - x1) / (y2 - y1) <= 2.2  # 1:2 to 2:1, give or take a pixel's rounding
+
+
+def test_erased_patches_fall_anywhere_in_the_image():
+    image = face_image()[100:228, 150:278]
+    centres = np.array(
+        [
+            np.mean(np.reshape(augmentation.erased(image, np.random.default_rng(seed))[1], (2, 2)), axis=0)
+            for seed in range(200)
+        ]
+    )
+    assert centres.min(axis=0).max() < 40 and centres.max(axis=0).min() > 88  # near every edge, not one spot
+
+
 def test_an_outline_mask_runs_where_a_swaps_seam_does():
     """Across the forehead inside the crop, down to the crop's sides, round the eyes: every draw's
     seam (its half-weight line) starts between the crop's top and the eyes and reaches within a

@@ -620,6 +620,54 @@ def test_with_paired_views_a_real_face_and_its_pseudo_fake_differ_by_the_blend_a
         assert not np.array_equal(real, apart)  # one generator for both: the blend's draws move the views'
 
 
+def test_erasing_is_drawn_last_so_the_crop_is_otherwise_as_without_it(tmp_path):
+    faces = training.load_faces(tiny_dataset(tmp_path / "tiny"), "train")
+    shown = dict(degrade=True, recolour=1.0, light_and_pose=1.0, swap_share=0.5, xray_size=16)
+    for seed in range(8):
+        for kind in (training.REAL, training.PSEUDO_FAKE):
+            plain, plain_xray = faces.crop_and_xray(0, kind, 64, np.random.default_rng(seed), **shown)
+            erased, xray = faces.crop_and_xray(0, kind, 64, np.random.default_rng(seed), erase_share=1.0, **shown)
+            changed = (plain != erased).any(axis=2)
+            ys, xs = np.nonzero(changed)
+            assert len(ys)  # a patch was painted over
+            box = np.zeros_like(changed)
+            box[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1] = True
+            assert 0.04 <= box.mean() <= 0.2 and changed.mean() > 0.5 * box.mean()  # one rectangle, all else alike
+            flat = erased[box]
+            assert (flat == flat[0]).all()  # painted in one colour
+            cells = box.reshape(16, 4, 16, 4).mean(axis=(1, 3))  # the share of each X-ray cell the patch covers
+            assert not xray[cells == 1].any()  # no blend left under the patch
+            assert np.array_equal(xray[cells == 0], plain_xray[cells == 0])
+            assert np.allclose(xray, plain_xray * (1 - cells), atol=1e-6)
+
+
+def test_with_paired_views_a_real_face_and_its_pseudo_fake_are_erased_alike(tmp_path, monkeypatch):
+    faces = training.load_faces(tiny_dataset(tmp_path / "tiny"), "train")
+    unseen_blend(monkeypatch)
+    erased_at = []
+    real_erased = augmentation.erased
+
+    def spy(image, rng):
+        out, box = real_erased(image, rng)
+        erased_at.append(box)
+        return out, box
+
+    monkeypatch.setattr(augmentation, "erased", spy)
+    config = training.TrainConfig(input_size=32, batch_size=6, dfdc_fake_share=0.0, swap_share=0.5, erase_share=1.0)
+    batches = training.training_batches(faces, config)
+    crops, labels = zip(*((x, y) for x, y, _ in (next(batches) for _ in range(3))), strict=True)
+    crops, labels = np.concatenate(crops), np.concatenate(labels)
+    assert len(erased_at) == 18  # every crop, real and fake
+    fakes = crops[labels == 1]
+    assert sum(any(np.array_equal(real, fake) for fake in fakes) for real in crops[labels == 0]) == 9
+    assert len(set(erased_at)) > 1  # each pair its own patch
+
+    erased_at.clear()
+    next(training.training_batches(faces, dataclasses.replace(config, erase_share=0.0)))
+    assert erased_at == []  # by default nothing is painted over
+    assert training.TrainConfig().erase_share == 0.0
+
+
 def test_the_training_pipeline_shows_pairs_alike_only_with_paired_views(tmp_path, monkeypatch):
     faces = training.load_faces(tiny_dataset(tmp_path / "tiny"), "train")
     unseen_blend(monkeypatch)
@@ -1006,6 +1054,16 @@ def test_train_with_codec_share_codes_the_degradations_as_h264(runner, tmp_path,
     assert json.loads((tmp_path / "x" / "metrics.json").read_text())["config"]["codec_share"] == 1.0
     refused = runner.invoke(args=["train", str(dataset), "--codec-share", "1.5", *small])
     assert refused.exit_code != 0 and "--codec-share" in refused.output
+
+
+def test_train_takes_an_erase_share_and_records_it(runner, tmp_path):
+    dataset = tiny_dataset(tmp_path / "tiny")
+    small = ["--input-size", "32", "--widths", "8,8,8,8,8", "--epochs", "1"]
+    result = runner.invoke(args=["train", str(dataset), "--out", str(tmp_path / "m"), "--erase-share", "0.5", *small])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "m" / "metrics.json").read_text())["config"]["erase_share"] == 0.5
+    refused = runner.invoke(args=["train", str(dataset), "--erase-share", "1.5", *small])
+    assert refused.exit_code != 0 and "--erase-share" in refused.output
 
 
 def test_train_pairs_views_unless_told_apart_and_records_it(runner, tmp_path):
