@@ -340,6 +340,13 @@ def parse_widths(context: click.Context, parameter: click.Parameter, value: str)
     help="The fakes' share of the loss (real faces have the rest).",
 )
 @click.option(
+    "--label-smoothing",
+    type=click.FloatRange(0.0, 0.5),
+    default=training.TrainConfig.label_smoothing,
+    show_default=True,
+    help="Train against the labels s/2 and 1 - s/2 instead of 0 and 1 (0: none).",
+)
+@click.option(
     "--xray-weight",
     type=click.FloatRange(0.0),
     default=training.TrainConfig.xray_weight,

@@ -266,6 +266,7 @@ class TrainConfig:
         0.0  # the share of crops, every class alike, with one patch painted over (`augmentation.erased`)
     )
     fake_weight: float = 0.45  # the fakes' share of the loss: below half, a face that shows no trace leans real
+    label_smoothing: float = 0.0  # labels drawn in to s/2 and 1 - s/2: the loss stops rewarding certainty past them
     xray_weight: float = 0.0  # the weight of a second loss: the blend boundary's map (face X-ray) of each crop; 0: none
     init: str = ""  # a trained .keras model of the same shape to start from (fine-tuning); "": from scratch
     widths: tuple[int, ...] = model.WIDTHS  # the filters of each stage of the network (see `model.build`)
@@ -747,7 +748,7 @@ def train(
         trainee = model.with_xray_head(network)
         trainee.compile(
             optimizer=optimizer,
-            loss=["binary_crossentropy", "binary_crossentropy"],
+            loss=[crop_loss(config), "binary_crossentropy"],
             loss_weights=[1.0, config.xray_weight],
         )
         side = model.xray_size(size)
@@ -755,7 +756,7 @@ def train(
         signature = (crops, (per_crop, maps), (per_crop, tf.TensorSpec((None, 1, 1), tf.float32)))
     else:
         trainee = network
-        trainee.compile(optimizer=optimizer, loss="binary_crossentropy")
+        trainee.compile(optimizer=optimizer, loss=crop_loss(config))
         signature = (crops, per_crop, per_crop)
     train_data = tf.data.Dataset.from_generator(
         lambda: training_batches(train_faces, config), output_signature=signature
@@ -811,6 +812,17 @@ def train(
     (out / "metrics.json").write_text(json.dumps(report, indent=2))
     say(f"wrote {out / model_name} and {out / 'metrics.json'}")
     return report
+
+
+def crop_loss(config: TrainConfig):
+    """The loss on each crop's label: binary cross-entropy, with ``label_smoothing`` s against the labels
+    s/2 and 1 - s/2, so that a crop already told apart with that much certainty gives no more gradient
+    and the network is not pushed to grow its logits on the cues it already has (Szegedy et al.,
+    CVPR 2016; Muller et al., NeurIPS 2019). The temperature fitted after training calibrates the
+    probabilities either way."""
+    import keras
+
+    return keras.losses.BinaryCrossentropy(label_smoothing=config.label_smoothing)
 
 
 def calibrate(network, sets: ValidationSets, scores: dict[str, np.ndarray]) -> dict:

@@ -1066,6 +1066,32 @@ def test_train_takes_an_erase_share_and_records_it(runner, tmp_path):
     assert refused.exit_code != 0 and "--erase-share" in refused.output
 
 
+def test_label_smoothing_makes_the_loss_least_at_its_drawn_in_labels():
+    probabilities = np.array([0.8, 0.85, 0.9, 0.95, 0.999], dtype=np.float32)
+
+    def losses(smoothing: float) -> np.ndarray:
+        loss = training.crop_loss(training.TrainConfig(label_smoothing=smoothing))
+        return np.array([float(loss(np.ones((1, 1)), np.full((1, 1), p))) for p in probabilities])
+
+    assert np.all(np.diff(losses(0.0)) < 0)  # plain cross-entropy: ever more certain, ever lower
+    smoothed = losses(0.2)
+    assert np.argmin(smoothed) == 2  # least at 1 - 0.2 / 2 = 0.9, and more certain costs more
+    assert smoothed[2] == pytest.approx(-(0.9 * np.log(0.9) + 0.1 * np.log(0.1)), abs=1e-4)
+    assert training.TrainConfig().label_smoothing == 0.0
+
+
+def test_train_takes_a_label_smoothing_and_records_it(runner, tmp_path):
+    dataset = tiny_dataset(tmp_path / "tiny")
+    small = ["--input-size", "32", "--widths", "8,8,8,8,8", "--epochs", "1"]
+    result = runner.invoke(
+        args=["train", str(dataset), "--out", str(tmp_path / "m"), "--label-smoothing", "0.1", *small]
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "m" / "metrics.json").read_text())["config"]["label_smoothing"] == 0.1
+    refused = runner.invoke(args=["train", str(dataset), "--label-smoothing", "0.6", *small])
+    assert refused.exit_code != 0 and "--label-smoothing" in refused.output
+
+
 def test_train_pairs_views_unless_told_apart_and_records_it(runner, tmp_path):
     dataset = tiny_dataset(tmp_path / "tiny")
     small = ["--input-size", "32", "--widths", "8,8,8,8,8", "--epochs", "1"]
