@@ -234,124 +234,88 @@ def parse_widths(context: click.Context, parameter: click.Parameter, value: str)
     return widths
 
 
+SHARE = click.FloatRange(0.0, 1.0)
+
+
+def recipe_option(flags: str, help: str | None = None, value_type: click.ParamType | type | None = None):
+    """A `train` option that sets the `training.TrainConfig` field its flag names (``--part-share``:
+    part_share; ``--degrade/--no-degrade``: degrade), with that field's default."""
+    field = flags.split("/")[0].removeprefix("--").replace("-", "_")
+    return click.option(
+        flags, field, type=value_type, default=getattr(training.TrainConfig, field), show_default=True, help=help
+    )
+
+
 @cli.cli.command("train")
 @click.argument("dataset", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None, help="Default: models/.")
-@click.option("--epochs", type=int, default=training.TrainConfig.epochs, show_default=True)
-@click.option("--seed", type=int, default=training.TrainConfig.seed, show_default=True)
-@click.option(
-    "--input-size",
-    type=int,
-    default=training.TrainConfig.input_size,
-    show_default=True,
-    help="Crops are resized to this.",
-)
-@click.option(
+@recipe_option("--epochs", value_type=int)
+@recipe_option("--seed", value_type=int)
+@recipe_option("--input-size", "Crops are resized to this.", value_type=int)
+@recipe_option(
     "--group-batches/--shuffle-crops",
-    default=True,
-    show_default=True,
-    help="Put a group's crops (a real video and its fakes) in the same batch, or shuffle crops one by one.",
+    "Put a group's crops (a real video and its fakes) in the same batch, or shuffle crops one by one.",
 )
-@click.option(
-    "--pseudo-fakes/--no-pseudo-fakes",
-    default=training.TrainConfig.pseudo_fakes,
-    show_default=True,
-    help="Also show every real face as a self-blended pseudo-fake, made anew each epoch.",
+@recipe_option(
+    "--pseudo-fakes/--no-pseudo-fakes", "Also show every real face as a self-blended pseudo-fake, made anew each epoch."
 )
-@click.option(
-    "--degrade/--no-degrade",
-    default=training.TrainConfig.degrade,
-    show_default=True,
-    help="Degrade real and fake crops alike at random (JPEG, rescaling, blur, noise).",
-)
-@click.option(
+@recipe_option("--degrade/--no-degrade", "Degrade real and fake crops alike at random (JPEG, rescaling, blur, noise).")
+@recipe_option(
     "--codec-share",
-    type=click.FloatRange(0.0, 1.0),
-    default=training.TrainConfig.codec_share,
-    show_default=True,
-    help="The share of the degradations coded as H.264, as a video is, instead of as JPEG (0: JPEG only).",
+    "The share of the degradations coded as H.264, as a video is, instead of as JPEG (0: JPEG only).",
+    value_type=SHARE,
 )
-@click.option(
+@recipe_option(
     "--paired-views/--apart-views",
-    default=training.TrainConfig.paired_views,
-    show_default=True,
-    help="Show a real face and its pseudo-fake alike (the same framing, light, colours, damage and flip), "
+    "Show a real face and its pseudo-fake alike (the same framing, light, colours, damage and flip), "
     "so that they differ by the blend alone.",
 )
-@click.option(
+@recipe_option(
     "--recolour/--no-recolour",
-    default=training.TrainConfig.recolour,
-    show_default=True,
-    help="Show real and fake crops alike in other colours at random (exposure, gamma, white balance, saturation).",
+    "Show real and fake crops alike in other colours at random (exposure, gamma, white balance, saturation).",
 )
-@click.option(
+@recipe_option(
     "--light-and-pose/--no-light-and-pose",
-    default=training.TrainConfig.light_and_pose,
-    show_default=True,
-    help="Show real and fake crops alike tilted, reframed and lit from one side at random.",
+    "Show real and fake crops alike tilted, reframed and lit from one side at random.",
 )
-@click.option(
-    "--dfdc-fake-share",
-    type=float,
-    default=training.TrainConfig.dfdc_fake_share,
-    show_default=True,
-    help="With pseudo-fakes: the share of the dataset's own fakes shown each epoch.",
+@recipe_option(
+    "--dfdc-fake-share", "With pseudo-fakes: the share of the dataset's own fakes shown each epoch.", value_type=SHARE
 )
-@click.option(
+@recipe_option(
     "--part-share",
-    type=float,
-    default=training.TrainConfig.part_share,
-    show_default=True,
-    help="The share of pseudo-fakes blended over one part of the face (mouth, eyes, or nose and mouth).",
+    "The share of pseudo-fakes blended over one part of the face (mouth, eyes, or nose and mouth).",
+    value_type=SHARE,
 )
-@click.option(
+@recipe_option(
     "--low-res-share",
-    type=click.FloatRange(0.0, 1.0),
-    default=training.TrainConfig.low_res_share,
-    show_default=True,
-    help="The share of pseudo-fakes whose blended-in face was rendered at a lower resolution (0: none).",
+    "The share of pseudo-fakes whose blended-in face was rendered at a lower resolution (0: none).",
+    value_type=SHARE,
 )
-@click.option(
+@recipe_option(
     "--swap-share",
-    type=click.FloatRange(0.0, 1.0),
-    default=training.TrainConfig.swap_share,
-    show_default=True,
-    help="The share of pseudo-fakes that blend in another real face of the split, as Face X-ray does (0: none).",
+    "The share of pseudo-fakes that blend in another real face of the split, as Face X-ray does (0: none).",
+    value_type=SHARE,
 )
-@click.option(
+@recipe_option(
     "--outline-share",
-    type=click.FloatRange(0.0, 1.0),
-    default=training.TrainConfig.outline_share,
-    show_default=True,
-    help="The share of whole-face pseudo-fake masks drawn out to the face's outline, where a swap's seam runs (0: none).",
+    "The share of whole-face pseudo-fake masks drawn out to the face's outline, where a swap's seam runs (0: none).",
+    value_type=SHARE,
 )
-@click.option(
+@recipe_option(
     "--erase-share",
-    type=click.FloatRange(0.0, 1.0),
-    default=training.TrainConfig.erase_share,
-    show_default=True,
-    help="The share of crops, real and fake alike, with one patch painted over in their mean colour (0: none).",
+    "The share of crops, real and fake alike, with one patch painted over in their mean colour (0: none).",
+    value_type=SHARE,
 )
-@click.option(
-    "--fake-weight",
-    type=float,
-    default=training.TrainConfig.fake_weight,
-    show_default=True,
-    help="The fakes' share of the loss (real faces have the rest).",
-)
-@click.option(
+@recipe_option("--fake-weight", "The fakes' share of the loss (real faces have the rest).", value_type=float)
+@recipe_option(
     "--label-smoothing",
-    type=click.FloatRange(0.0, 0.5),
-    default=training.TrainConfig.label_smoothing,
-    show_default=True,
-    help="Train against the labels s/2 and 1 - s/2 instead of 0 and 1 (0: none).",
+    "Train against the labels s/2 and 1 - s/2 instead of 0 and 1 (0: none).",
+    value_type=click.FloatRange(0.0, 0.5),
 )
-@click.option(
+@recipe_option(
     "--xray-weight",
-    type=click.FloatRange(0.0),
-    default=training.TrainConfig.xray_weight,
-    show_default=True,
-    help="The weight of a second loss: where the blend boundary runs in each crop (face X-ray); 0: none.",
+    "The weight of a second loss: where the blend boundary runs in each crop (face X-ray); 0: none.",
+    value_type=click.FloatRange(0.0),
 )
 @click.option(
     "--init",
@@ -366,7 +330,7 @@ def parse_widths(context: click.Context, parameter: click.Parameter, value: str)
     show_default=True,
     help="The filters of each stage of the network, comma-separated.",
 )
-@click.option("--learning-rate", type=float, default=training.TrainConfig.learning_rate, show_default=True)
+@recipe_option("--learning-rate", value_type=float)
 @click.option("--limit", type=int, default=0, help="Use at most this many crops per split (for quick trials).")
 def train_command(dataset: Path, out: Path | None, **options) -> None:
     """Train the local classifier on DATASET's train split (val picks the epoch and calibrates it);
