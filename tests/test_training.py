@@ -1092,6 +1092,26 @@ def test_train_takes_a_label_smoothing_and_records_it(runner, tmp_path):
     assert refused.exit_code != 0 and "--label-smoothing" in refused.output
 
 
+@pytest.mark.parametrize(
+    "flag",
+    [
+        "--codec-share",
+        "--dfdc-fake-share",
+        "--part-share",
+        "--low-res-share",
+        "--swap-share",
+        "--outline-share",
+        "--erase-share",
+    ],
+)
+def test_train_refuses_a_share_outside_0_to_1(runner, tmp_path, flag):
+    dataset = tiny_dataset(tmp_path / "tiny")
+    for value in ("1.5", "-0.1"):
+        refused = runner.invoke(args=["train", str(dataset), "--out", str(tmp_path / "m"), flag, value])
+        assert refused.exit_code == 2 and flag in refused.output and "0<=x<=1" in refused.output
+    assert not (tmp_path / "m").exists()  # refused before any training
+
+
 def test_train_pairs_views_unless_told_apart_and_records_it(runner, tmp_path):
     dataset = tiny_dataset(tmp_path / "tiny")
     small = ["--input-size", "32", "--widths", "8,8,8,8,8", "--epochs", "1"]
