@@ -363,9 +363,7 @@ def erased(image: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, tup
     patch_h = int(np.clip(round(np.sqrt(area / aspect)), 1, height))
     x1, y1 = int(rng.integers(0, width - patch_w + 1)), int(rng.integers(0, height - patch_h + 1))
     out = image.copy()
-    out[y1 : y1 + patch_h, x1 : x1 + patch_w] = np.rint(image.reshape(-1, image.shape[2]).mean(axis=0)).astype(
-        image.dtype
-    )
+    out[y1 : y1 + patch_h, x1 : x1 + patch_w] = np.rint(image.reshape(-1, image.shape[2]).mean(axis=0))
     return out, (x1, y1, x1 + patch_w, y1 + patch_h)
 
 

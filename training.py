@@ -262,9 +262,7 @@ class TrainConfig:
     low_res_share: float = 0.3  # the share of pseudo-fakes whose blended-in face was rendered at a lower resolution
     swap_share: float = 0.6  # the share of pseudo-fakes that blend in another real face of the split (Face X-ray)
     outline_share: float = 0.0  # the share of whole-face pseudo-fake masks drawn out to where a swap's seam runs
-    erase_share: float = (
-        0.0  # the share of crops, every class alike, with one patch painted over (`augmentation.erased`)
-    )
+    erase_share: float = 0.0  # the share of crops, every class alike, with a patch painted over (`augmentation.erased`)
     fake_weight: float = 0.45  # the fakes' share of the loss: below half, a face that shows no trace leans real
     label_smoothing: float = 0.0  # labels drawn in to s/2 and 1 - s/2: the loss stops rewarding certainty past them
     xray_weight: float = 0.0  # the weight of a second loss: the blend boundary's map (face X-ray) of each crop; 0: none

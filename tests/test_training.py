@@ -1056,16 +1056,6 @@ def test_train_with_codec_share_codes_the_degradations_as_h264(runner, tmp_path,
     assert refused.exit_code != 0 and "--codec-share" in refused.output
 
 
-def test_train_takes_an_erase_share_and_records_it(runner, tmp_path):
-    dataset = tiny_dataset(tmp_path / "tiny")
-    small = ["--input-size", "32", "--widths", "8,8,8,8,8", "--epochs", "1"]
-    result = runner.invoke(args=["train", str(dataset), "--out", str(tmp_path / "m"), "--erase-share", "0.5", *small])
-    assert result.exit_code == 0, result.output
-    assert json.loads((tmp_path / "m" / "metrics.json").read_text())["config"]["erase_share"] == 0.5
-    refused = runner.invoke(args=["train", str(dataset), "--erase-share", "1.5", *small])
-    assert refused.exit_code != 0 and "--erase-share" in refused.output
-
-
 def test_label_smoothing_makes_the_loss_least_at_its_drawn_in_labels():
     probabilities = np.array([0.8, 0.85, 0.9, 0.95, 0.999], dtype=np.float32)
 
@@ -1080,16 +1070,21 @@ def test_label_smoothing_makes_the_loss_least_at_its_drawn_in_labels():
     assert training.TrainConfig().label_smoothing == 0.0
 
 
-def test_train_takes_a_label_smoothing_and_records_it(runner, tmp_path):
+@pytest.mark.parametrize(
+    ("flag", "value", "field"), [("--erase-share", 0.5, "erase_share"), ("--label-smoothing", 0.1, "label_smoothing")]
+)
+def test_train_takes_a_recipe_option_and_records_it(runner, tmp_path, flag, value, field):
     dataset = tiny_dataset(tmp_path / "tiny")
     small = ["--input-size", "32", "--widths", "8,8,8,8,8", "--epochs", "1"]
-    result = runner.invoke(
-        args=["train", str(dataset), "--out", str(tmp_path / "m"), "--label-smoothing", "0.1", *small]
-    )
+    result = runner.invoke(args=["train", str(dataset), "--out", str(tmp_path / "m"), flag, str(value), *small])
     assert result.exit_code == 0, result.output
-    assert json.loads((tmp_path / "m" / "metrics.json").read_text())["config"]["label_smoothing"] == 0.1
-    refused = runner.invoke(args=["train", str(dataset), "--label-smoothing", "0.6", *small])
-    assert refused.exit_code != 0 and "--label-smoothing" in refused.output
+    assert json.loads((tmp_path / "m" / "metrics.json").read_text())["config"][field] == value
+
+
+def test_train_refuses_a_label_smoothing_past_one_half(runner, tmp_path):
+    """At 0.5 both labels are 0.5 already: there is nothing left to learn."""
+    refused = runner.invoke(args=["train", str(tiny_dataset(tmp_path / "tiny")), "--label-smoothing", "0.6"])
+    assert refused.exit_code == 2 and "--label-smoothing" in refused.output
 
 
 @pytest.mark.parametrize(
