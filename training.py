@@ -341,11 +341,12 @@ class Faces:
         pseudo-fakes are blended over one part of the face, ``swap_share`` of them blend in another
         real face (`augmentation.blend_other_face`) and ``low_res_share`` of the others a copy rendered
         at a lower resolution; ``outline_share`` of the whole-face masks reach the face's outline
-        (`augmentation.outline_mask`); ``erase_share`` of the crops have a patch painted over
-        (`augmentation.erased`, drawn last, so the other draws are as without it); ``recolour`` of the crops are shown in other colours
+        (`augmentation.outline_mask`); ``recolour`` of the crops are shown in other colours
         (`augmentation.recolour`); ``light_and_pose`` of them tilted and reframed
-        (`augmentation.reframed`) and, drawn apart, lit from one side (`augmentation.relight`); and
-        ``degrade`` adds the random degradations, ``codec_share`` of them coded as H.264.
+        (`augmentation.reframed`) and, drawn apart, lit from one side (`augmentation.relight`);
+        ``degrade`` adds the random degradations, ``codec_share`` of them coded as H.264; and
+        ``erase_share`` of the crops have a patch painted over (`augmentation.erased`), drawn last, so
+        that every other draw is as without it.
 
         ``view_rng``, when given, draws how the face is shown (tilt and framing, box jitter, side
         light, colours, degradations, flip) in place of ``rng``, which still draws the blend: a real
@@ -814,10 +815,10 @@ def train(
 
 def crop_loss(config: TrainConfig):
     """The loss on each crop's label: binary cross-entropy, with ``label_smoothing`` s against the labels
-    s/2 and 1 - s/2, so that a crop already told apart with that much certainty gives no more gradient
-    and the network is not pushed to grow its logits on the cues it already has (Szegedy et al.,
-    CVPR 2016; Muller et al., NeurIPS 2019). The temperature fitted after training calibrates the
-    probabilities either way."""
+    s/2 and 1 - s/2. The loss is then least at those labels, so certainty past them is pushed back,
+    not rewarded, and the network is not driven to grow its logits on the cues it already has
+    (Szegedy et al., CVPR 2016; Muller et al., NeurIPS 2019). The temperature fitted after training
+    calibrates the probabilities either way."""
     import keras
 
     return keras.losses.BinaryCrossentropy(label_smoothing=config.label_smoothing)
