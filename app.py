@@ -331,7 +331,7 @@ def recipe_option(flags: str, help: str | None = None, value_type: click.ParamTy
     help="The filters of each stage of the network, comma-separated.",
 )
 @recipe_option("--learning-rate", value_type=float)
-@click.option("--limit", type=int, default=0, help="Use at most this many crops per split (for quick trials).")
+@recipe_option("--limit", "Use at most this many crops per split (for quick trials; 0: all).", value_type=int)
 def train_command(dataset: Path, out: Path | None, **options) -> None:
     """Train the local classifier on DATASET's train split (val picks the epoch and calibrates it);
     write it to models/."""
