@@ -1071,14 +1071,17 @@ def test_label_smoothing_makes_the_loss_least_at_its_drawn_in_labels():
 
 
 @pytest.mark.parametrize(
-    ("flag", "value", "field"), [("--erase-share", 0.5, "erase_share"), ("--label-smoothing", 0.1, "label_smoothing")]
+    ("flag", "value", "field"),
+    [("--erase-share", 0.5, "erase_share"), ("--label-smoothing", 0.1, "label_smoothing"), ("--limit", 16, "limit")],
 )
 def test_train_takes_a_recipe_option_and_records_it(runner, tmp_path, flag, value, field):
     dataset = tiny_dataset(tmp_path / "tiny")
     small = ["--input-size", "32", "--widths", "8,8,8,8,8", "--epochs", "1"]
     result = runner.invoke(args=["train", str(dataset), "--out", str(tmp_path / "m"), flag, str(value), *small])
     assert result.exit_code == 0, result.output
-    assert json.loads((tmp_path / "m" / "metrics.json").read_text())["config"][field] == value
+    metrics = json.loads((tmp_path / "m" / "metrics.json").read_text())
+    assert metrics["config"][field] == value
+    assert metrics["train_faces"] == (16 if field == "limit" else 18)  # the tiny train split holds 18
 
 
 def test_train_refuses_a_label_smoothing_past_one_half(runner, tmp_path):
