@@ -620,6 +620,17 @@ def test_with_paired_views_a_real_face_and_its_pseudo_fake_differ_by_the_blend_a
         assert not np.array_equal(real, apart)  # one generator for both: the blend's draws move the views'
 
 
+def pseudo_fake_twins(faces: training.Faces, config: training.TrainConfig) -> int:
+    """Of one epoch's 9 real faces (of the tiny dataset, without its fakes), how many have a pseudo-fake
+    shown exactly as the face is."""
+    batches = training.training_batches(faces, config)
+    crops, labels = zip(*((x, y) for x, y, _ in (next(batches) for _ in range(3))), strict=True)
+    crops, labels = np.concatenate(crops), np.concatenate(labels)
+    assert len(labels) == 18 and labels.sum() == 9
+    fakes = crops[labels == 1]
+    return sum(any(np.array_equal(real, fake) for fake in fakes) for real in crops[labels == 0])
+
+
 def test_erasing_is_drawn_last_so_the_crop_is_otherwise_as_without_it(tmp_path):
     faces = training.load_faces(tiny_dataset(tmp_path / "tiny"), "train")
     shown = dict(degrade=True, recolour=1.0, light_and_pose=1.0, swap_share=0.5, xray_size=16)
@@ -654,12 +665,8 @@ def test_with_paired_views_a_real_face_and_its_pseudo_fake_are_erased_alike(tmp_
 
     monkeypatch.setattr(augmentation, "erased", spy)
     config = training.TrainConfig(input_size=32, batch_size=6, dfdc_fake_share=0.0, swap_share=0.5, erase_share=1.0)
-    batches = training.training_batches(faces, config)
-    crops, labels = zip(*((x, y) for x, y, _ in (next(batches) for _ in range(3))), strict=True)
-    crops, labels = np.concatenate(crops), np.concatenate(labels)
+    assert pseudo_fake_twins(faces, config) == 9
     assert len(erased_at) == 18  # every crop, real and fake
-    fakes = crops[labels == 1]
-    assert sum(any(np.array_equal(real, fake) for fake in fakes) for real in crops[labels == 0]) == 9
     assert len(set(erased_at)) > 1  # each pair its own patch
 
     erased_at.clear()
@@ -673,17 +680,10 @@ def test_the_training_pipeline_shows_pairs_alike_only_with_paired_views(tmp_path
     unseen_blend(monkeypatch)
     config = training.TrainConfig(input_size=32, batch_size=6, dfdc_fake_share=0.0, swap_share=0.5, codec_share=0.3)
 
-    def twins(config: training.TrainConfig) -> int:
-        """Of one epoch's 9 real faces, how many have a pseudo-fake shown exactly as the face is."""
-        batches = training.training_batches(faces, config)
-        crops, labels = zip(*((x, y) for x, y, _ in (next(batches) for _ in range(3))), strict=True)
-        crops, labels = np.concatenate(crops), np.concatenate(labels)
-        assert len(labels) == 18 and labels.sum() == 9
-        fakes = crops[labels == 1]
-        return sum(any(np.array_equal(real, fake) for fake in fakes) for real in crops[labels == 0])
-
-    assert twins(config) == 9  # by default
-    assert twins(dataclasses.replace(config, paired_views=False)) == 0  # apart: each example drawn for itself alone
+    assert pseudo_fake_twins(faces, config) == 9  # by default
+    assert (
+        pseudo_fake_twins(faces, dataclasses.replace(config, paired_views=False)) == 0
+    )  # apart: each example drawn for itself alone
 
     seen = []
     real_crop_and_xray = training.Faces.crop_and_xray
