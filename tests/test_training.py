@@ -88,6 +88,9 @@ def test_build_dataset_reads_a_metadata_csv_with_groups_and_splits(runner, tmp_p
     ]
 
 
+TINY_TRAINING = ["--input-size", "32", "--widths", "8,8,8,8,8", "--epochs", "1"]  # train's fastest run on tiny_dataset
+
+
 def tiny_dataset(folder: Path, per_class: int = 12) -> Path:
     """Faces where fake is visibly different (blurred and tinted), in train and val splits, with the
     face region, keypoints and crop box that build-dataset keeps."""
@@ -1027,15 +1030,16 @@ def test_train_with_xray_weight_saves_the_network_without_its_head(runner, tmp_p
     import keras
 
     dataset = tiny_dataset(tmp_path / "tiny")
-    small = ["--input-size", "32", "--widths", "8,8,8,8,8", "--epochs", "1"]
-    result = runner.invoke(args=["train", str(dataset), "--out", str(tmp_path / "x"), "--xray-weight", "1", *small])
+    result = runner.invoke(
+        args=["train", str(dataset), "--out", str(tmp_path / "x"), "--xray-weight", "1", *TINY_TRAINING]
+    )
     assert result.exit_code == 0, result.output
     assert "xray_loss" in result.output and "p_deepfake_loss" in result.output
     saved = keras.models.load_model(tmp_path / "x" / "deepfake_crop_cnn.keras", compile=False)
     assert len(saved.outputs) == 1 and model.widths_of(saved) == (8, 8, 8, 8, 8)
     metrics = json.loads((tmp_path / "x" / "metrics.json").read_text())
     assert metrics["config"]["xray_weight"] == 1.0 and metrics["history"][-1]["xray_loss"] > 0
-    refused = runner.invoke(args=["train", str(dataset), "--xray-weight", "-1", *small])
+    refused = runner.invoke(args=["train", str(dataset), "--xray-weight", "-1", *TINY_TRAINING])
     assert refused.exit_code != 0 and "--xray-weight" in refused.output
 
 
@@ -1044,15 +1048,16 @@ def test_train_with_codec_share_codes_the_degradations_as_h264(runner, tmp_path,
     h264 = augmentation.h264
     monkeypatch.setattr(augmentation, "h264", lambda image, crf: coded.append(crf) or h264(image, crf))
     dataset = tiny_dataset(tmp_path / "tiny")
-    small = ["--input-size", "32", "--widths", "8,8,8,8,8", "--epochs", "1"]
-    plain = runner.invoke(args=["train", str(dataset), "--out", str(tmp_path / "jpeg"), *small])
+    plain = runner.invoke(args=["train", str(dataset), "--out", str(tmp_path / "jpeg"), *TINY_TRAINING])
     assert plain.exit_code == 0, plain.output
     assert coded == []  # by default every degradation is JPEG
-    result = runner.invoke(args=["train", str(dataset), "--out", str(tmp_path / "x"), "--codec-share", "1", *small])
+    result = runner.invoke(
+        args=["train", str(dataset), "--out", str(tmp_path / "x"), "--codec-share", "1", *TINY_TRAINING]
+    )
     assert result.exit_code == 0, result.output
     assert coded and all(18 <= crf <= 42 for crf in coded)
     assert json.loads((tmp_path / "x" / "metrics.json").read_text())["config"]["codec_share"] == 1.0
-    refused = runner.invoke(args=["train", str(dataset), "--codec-share", "1.5", *small])
+    refused = runner.invoke(args=["train", str(dataset), "--codec-share", "1.5", *TINY_TRAINING])
     assert refused.exit_code != 0 and "--codec-share" in refused.output
 
 
@@ -1076,8 +1081,7 @@ def test_label_smoothing_makes_the_loss_least_at_its_drawn_in_labels():
 )
 def test_train_takes_a_recipe_option_and_records_it(runner, tmp_path, flag, value, field):
     dataset = tiny_dataset(tmp_path / "tiny")
-    small = ["--input-size", "32", "--widths", "8,8,8,8,8", "--epochs", "1"]
-    result = runner.invoke(args=["train", str(dataset), "--out", str(tmp_path / "m"), flag, str(value), *small])
+    result = runner.invoke(args=["train", str(dataset), "--out", str(tmp_path / "m"), flag, str(value), *TINY_TRAINING])
     assert result.exit_code == 0, result.output
     metrics = json.loads((tmp_path / "m" / "metrics.json").read_text())
     assert metrics["config"][field] == value
@@ -1112,9 +1116,8 @@ def test_train_refuses_a_share_outside_0_to_1(runner, tmp_path, flag):
 
 def test_train_pairs_views_unless_told_apart_and_records_it(runner, tmp_path):
     dataset = tiny_dataset(tmp_path / "tiny")
-    small = ["--input-size", "32", "--widths", "8,8,8,8,8", "--epochs", "1"]
     for option, paired in (("--paired-views", True), ("--apart-views", False)):
-        result = runner.invoke(args=["train", str(dataset), "--out", str(tmp_path / option), option, *small])
+        result = runner.invoke(args=["train", str(dataset), "--out", str(tmp_path / option), option, *TINY_TRAINING])
         assert result.exit_code == 0, result.output
         assert json.loads((tmp_path / option / "metrics.json").read_text())["config"]["paired_views"] is paired
     assert training.TrainConfig().paired_views is True  # the shipped model's last stage showed its pairs alike
