@@ -313,6 +313,11 @@ def recipe_option(flags: str, help: str | None = None, value_type: click.ParamTy
     value_type=click.FloatRange(0.0, 0.5),
 )
 @recipe_option(
+    "--sharpness-rho",
+    "Take sharpness-aware steps (SAM) of this radius, as Self-Blended Images does at 0.05; each costs two passes (0: plain).",
+    value_type=click.FloatRange(0.0),
+)
+@recipe_option(
     "--xray-weight",
     "The weight of a second loss: where the blend boundary runs in each crop (face X-ray); 0: none.",
     value_type=click.FloatRange(0.0),

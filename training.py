@@ -24,6 +24,7 @@ import face
 import metrics
 import model
 import pipeline
+import sharpness
 import tf_runtime
 
 log = logging.getLogger(__name__)
@@ -265,6 +266,7 @@ class TrainConfig:
     erase_share: float = 0.0  # the share of crops, every class alike, with a patch painted over (`augmentation.erased`)
     fake_weight: float = 0.45  # the fakes' share of the loss: below half, a face that shows no trace leans real
     label_smoothing: float = 0.0  # labels drawn in to s/2 and 1 - s/2: the loss stops rewarding certainty past them
+    sharpness_rho: float = 0.0  # sharpness-aware steps of this radius (`sharpness`; SBI's 0.05); 0: plain steps
     xray_weight: float = 0.0  # the weight of a second loss: the blend boundary's map (face X-ray) of each crop; 0: none
     init: str = ""  # a trained .keras model of the same shape to start from (fine-tuning); "": from scratch
     widths: tuple[int, ...] = model.WIDTHS  # the filters of each stage of the network (see `model.build`)
@@ -745,18 +747,17 @@ def train(
     per_crop = tf.TensorSpec((None,), tf.float32)
     if config.xray_weight:  # trains `network` through a model that shares its layers
         trainee = model.with_xray_head(network)
-        trainee.compile(
-            optimizer=optimizer,
-            loss=[crop_loss(config), "binary_crossentropy"],
-            loss_weights=[1.0, config.xray_weight],
-        )
+        losses = {"loss": [crop_loss(config), "binary_crossentropy"], "loss_weights": [1.0, config.xray_weight]}
         side = model.xray_size(size)
         maps = tf.TensorSpec((None, side, side, 1), tf.float32)
         signature = (crops, (per_crop, maps), (per_crop, tf.TensorSpec((None, 1, 1), tf.float32)))
     else:
         trainee = network
-        trainee.compile(optimizer=optimizer, loss=crop_loss(config))
+        losses = {"loss": crop_loss(config)}
         signature = (crops, per_crop, per_crop)
+    if config.sharpness_rho:  # the same layers again, stepped sharpness-aware
+        trainee = sharpness.sharpness_aware(trainee, config.sharpness_rho)
+    trainee.compile(optimizer=optimizer, **losses)
     train_data = tf.data.Dataset.from_generator(
         lambda: training_batches(train_faces, config), output_signature=signature
     ).prefetch(4)

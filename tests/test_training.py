@@ -1035,6 +1035,10 @@ def test_train_with_xray_weight_saves_the_network_without_its_head(runner, tmp_p
     )
     assert result.exit_code == 0, result.output
     assert "xray_loss" in result.output and "p_deepfake_loss" in result.output
+    sharp = ["--xray-weight", "1", "--sharpness-rho", "0.05"]  # both heads through sharpness-aware steps
+    result = runner.invoke(args=["train", str(dataset), "--out", str(tmp_path / "xs"), *sharp, *TINY_TRAINING])
+    assert result.exit_code == 0, result.output
+    assert "xray_loss" in result.output and "p_deepfake_loss" in result.output
     saved = keras.models.load_model(tmp_path / "x" / "deepfake_crop_cnn.keras", compile=False)
     assert len(saved.outputs) == 1 and model.widths_of(saved) == (8, 8, 8, 8, 8)
     metrics = json.loads((tmp_path / "x" / "metrics.json").read_text())
@@ -1077,7 +1081,12 @@ def test_label_smoothing_makes_the_loss_least_at_its_drawn_in_labels():
 
 @pytest.mark.parametrize(
     ("flag", "value", "field"),
-    [("--erase-share", 0.5, "erase_share"), ("--label-smoothing", 0.1, "label_smoothing"), ("--limit", 16, "limit")],
+    [
+        ("--erase-share", 0.5, "erase_share"),
+        ("--label-smoothing", 0.1, "label_smoothing"),
+        ("--sharpness-rho", 0.05, "sharpness_rho"),
+        ("--limit", 16, "limit"),
+    ],
 )
 def test_train_takes_a_recipe_option_and_records_it(runner, tmp_path, flag, value, field):
     dataset = tiny_dataset(tmp_path / "tiny")
