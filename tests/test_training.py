@@ -684,9 +684,8 @@ def test_the_training_pipeline_shows_pairs_alike_only_with_paired_views(tmp_path
     config = training.TrainConfig(input_size=32, batch_size=6, dfdc_fake_share=0.0, swap_share=0.5, codec_share=0.3)
 
     assert pseudo_fake_twins(faces, config) == 9  # by default
-    assert (
-        pseudo_fake_twins(faces, dataclasses.replace(config, paired_views=False)) == 0
-    )  # apart: each example drawn for itself alone
+    # apart: each example drawn for itself alone
+    assert pseudo_fake_twins(faces, dataclasses.replace(config, paired_views=False)) == 0
 
     seen = []
     real_crop_and_xray = training.Faces.crop_and_xray
@@ -1035,14 +1034,14 @@ def test_train_with_xray_weight_saves_the_network_without_its_head(runner, tmp_p
     )
     assert result.exit_code == 0, result.output
     assert "xray_loss" in result.output and "p_deepfake_loss" in result.output
-    sharp = ["--xray-weight", "1", "--sharpness-rho", "0.05"]  # both heads through sharpness-aware steps
-    result = runner.invoke(args=["train", str(dataset), "--out", str(tmp_path / "xs"), *sharp, *TINY_TRAINING])
-    assert result.exit_code == 0, result.output
-    assert "xray_loss" in result.output and "p_deepfake_loss" in result.output
     saved = keras.models.load_model(tmp_path / "x" / "deepfake_crop_cnn.keras", compile=False)
     assert len(saved.outputs) == 1 and model.widths_of(saved) == (8, 8, 8, 8, 8)
     metrics = json.loads((tmp_path / "x" / "metrics.json").read_text())
     assert metrics["config"]["xray_weight"] == 1.0 and metrics["history"][-1]["xray_loss"] > 0
+    sharp = ["--xray-weight", "1", "--sharpness-rho", "0.05"]  # both heads through sharpness-aware steps
+    result = runner.invoke(args=["train", str(dataset), "--out", str(tmp_path / "xs"), *sharp, *TINY_TRAINING])
+    assert result.exit_code == 0, result.output
+    assert "xray_loss" in result.output and "p_deepfake_loss" in result.output
     refused = runner.invoke(args=["train", str(dataset), "--xray-weight", "-1", *TINY_TRAINING])
     assert refused.exit_code != 0 and "--xray-weight" in refused.output
 
