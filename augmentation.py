@@ -33,17 +33,22 @@ def self_blend(
     part_share: float = 0.0,
     low_res_share: float = 0.0,
     outline_share: float = 0.0,
+    soft_share: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """A pseudo-fake of ``image`` and the blend mask (float32, 0..1) it was made with: ``part_share``
     of the time the mask covers one part of the face (``part_mask``), ``outline_share`` of the rest
     the face out to where a swap's seam runs (``outline_mask``), otherwise the inner face;
-    ``low_res_share`` of the time the copy blended in was rendered at a lower resolution
-    (``rendered_small``) instead of sometimes sharpened.
+    ``soft_share`` of the time the copy blended in is the face only made softer (``softened_copy``),
+    and of the others ``low_res_share`` were rendered at a lower resolution (``rendered_small``)
+    instead of sometimes sharpened.
 
     The output equals ``image`` wherever the mask is 0: only the face region changes.
     """
-    low_res = bool(low_res_share) and rng.random() < low_res_share  # no draw at 0: older streams stay as drawn
-    source = _altered_copy(image, keypoints, rng, low_res)
+    if soft_share and rng.random() < soft_share:  # no draw at 0: older streams stay as drawn
+        source = softened_copy(image, rng)
+    else:
+        low_res = bool(low_res_share) and rng.random() < low_res_share
+        source = _altered_copy(image, keypoints, rng, low_res)
     mask = _drawn_mask(image.shape[:2], keypoints, rng, part_share, outline_share)
     return cv2.blendLinear(source, image, mask, 1.0 - mask), mask
 
@@ -251,6 +256,18 @@ def _altered_copy(
     matrix = cv2.getRotationMatrix2D((float(centre[0]), float(centre[1])), 0.0, scale)
     matrix[:, 2] += np.array(copy.shape[1::-1], dtype=np.float64) * rng.uniform(-0.03, 0.03, size=2)
     return cv2.warpAffine(copy, matrix, copy.shape[1::-1], flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+
+
+def softened_copy(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The image made softer and nothing else: blurred (sigma 0.6 to 1.6 pixels) or, as often,
+    rendered at a lower resolution (``rendered_small``), with its colours and place kept. Blended in,
+    it leaves the one trace of a swap whose colours were matched well: a face softer than the skin
+    and hair round it, as a generator's face upscaled into a sharper frame is. The pseudo-fakes of
+    `_altered_copy` always change colour and brightness as well, and a network trained on them can
+    tell them by that alone (see the model card's "Softer faces")."""
+    if rng.random() < 0.5:
+        return cv2.GaussianBlur(image, (0, 0), sigmaX=rng.uniform(0.6, 1.6))
+    return rendered_small(image, rng)
 
 
 def rendered_small(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -264,6 +264,7 @@ class TrainConfig:
     swap_share: float = 0.6  # the share of pseudo-fakes that blend in another real face of the split (Face X-ray)
     outline_share: float = 0.0  # the share of whole-face pseudo-fake masks drawn out to where a swap's seam runs
     erase_share: float = 0.0  # the share of crops, every class alike, with a patch painted over (`augmentation.erased`)
+    soft_share: float = 0.0  # the share of self-blends whose copy is only softer (`augmentation.softened_copy`)
     fake_weight: float = 0.45  # the fakes' share of the loss: below half, a face that shows no trace leans real
     label_smoothing: float = 0.0  # labels drawn in to s/2 and 1 - s/2: the loss stops rewarding certainty past them
     sharpness_rho: float = 0.0  # sharpness-aware steps of this radius (`sharpness`; SBI's 0.05); 0: plain steps
@@ -337,12 +338,14 @@ class Faces:
         view_rng: np.random.Generator | None = None,
         outline_share: float = 0.0,
         erase_share: float = 0.0,
+        soft_share: float = 0.0,
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """The crop the network sees for face ``index`` made as ``kind``, resized to size x size (None:
         as cut). With ``rng`` the box is jittered and the crop flipped at random; ``part_share`` of the
         pseudo-fakes are blended over one part of the face, ``swap_share`` of them blend in another
-        real face (`augmentation.blend_other_face`) and ``low_res_share`` of the others a copy rendered
-        at a lower resolution; ``outline_share`` of the whole-face masks reach the face's outline
+        real face (`augmentation.blend_other_face`), ``soft_share`` of the others a copy only made
+        softer (`augmentation.softened_copy`) and ``low_res_share`` of the rest a copy rendered at a
+        lower resolution; ``outline_share`` of the whole-face masks reach the face's outline
         (`augmentation.outline_mask`); ``recolour`` of the crops are shown in other colours
         (`augmentation.recolour`); ``light_and_pose`` of them tilted and reframed
         (`augmentation.reframed`) and, drawn apart, lit from one side (`augmentation.relight`);
@@ -374,7 +377,7 @@ class Faces:
             )
         elif kind == PSEUDO_FAKE:
             image, mask = augmentation.self_blend(
-                image, self.keypoints[index], rng, part_share, low_res_share, outline_share
+                image, self.keypoints[index], rng, part_share, low_res_share, outline_share, soft_share
             )
         box = tuple(int(v) for v in self.boxes[index])
         keep_mask = xray_size and mask is not None  # a pseudo-fake's
@@ -508,6 +511,7 @@ def training_batches(faces: Faces, config: TrainConfig, workers: int = 2) -> Ite
                             _view_rng(views, *item[0]),
                             outline_share=config.outline_share,
                             erase_share=config.erase_share,
+                            soft_share=config.soft_share,
                         ),
                         zip(batch, crop_seeds, strict=True),
                     )
@@ -566,6 +570,7 @@ class ValidationSets:
     low_res: tuple[np.ndarray, np.ndarray]
     swapped: tuple[np.ndarray, np.ndarray]
     outline: tuple[np.ndarray, np.ndarray]
+    soft: tuple[np.ndarray, np.ndarray]
 
 
 def validation_sets(faces: Faces, size: int, seed: int) -> ValidationSets:
@@ -595,16 +600,28 @@ def validation_sets(faces: Faces, size: int, seed: int) -> ValidationSets:
         low_res=against_pseudo_fakes(np.random.default_rng([seed, 4]), part_share=0.0, low_res_share=1.0),
         swapped=against_pseudo_fakes(np.random.default_rng([seed, 5]), part_share=0.0, swap_share=1.0),
         outline=against_pseudo_fakes(np.random.default_rng([seed, 6]), part_share=0.0, outline_share=1.0),
+        soft=against_pseudo_fakes(np.random.default_rng([seed, 7]), part_share=0.0, soft_share=1.0),
     )
 
 
 SCORED = ("val_auc_dfdc", "val_auc_pseudo", "val_auc_degraded", "val_auc_recoloured", "val_auc_light_and_pose")
 
 
-VAL_SETS = ("dfdc", "pseudo", "degraded", "recoloured", "light_and_pose", "parts", "low_res", "swapped", "outline")
+VAL_SETS = (
+    "dfdc",
+    "pseudo",
+    "degraded",
+    "recoloured",
+    "light_and_pose",
+    "parts",
+    "low_res",
+    "swapped",
+    "outline",
+    "soft",
+)
 # The sets of the val split's real faces followed by a pseudo-fake of each, in the same order
 # (`validation_sets`); the others hold every val face in order.
-AGAINST_PSEUDO_FAKES = ("pseudo", "parts", "low_res", "swapped", "outline")
+AGAINST_PSEUDO_FAKES = ("pseudo", "parts", "low_res", "swapped", "outline", "soft")
 
 
 def validate(network, sets: ValidationSets) -> dict:
@@ -626,8 +643,8 @@ def val_figures(sets: ValidationSets, scores: dict[str, np.ndarray]) -> dict:
     colours, other poses and light, and the traces of blending that any swap leaves). Until stage 35
     the score left out the recoloured set and until stage 37 the tilted and side-lit one
     (`val_score_without_colours` and `val_score_without_light_and_pose` keep those yardsticks). The
-    ROC AUCs against part-of-the-face, low-resolution, other-face and outline pseudo-fakes are reported
-    beside them, not scored."""
+    ROC AUCs against part-of-the-face, low-resolution, other-face, outline and softer pseudo-fakes are
+    reported beside them, not scored."""
     figures = {f"val_auc_{name}": metrics.roc_auc(getattr(sets, name)[1], scores[name]) for name in scores}
     for name in ("degraded", "recoloured", "light_and_pose"):
         real = getattr(sets, name)[1] == 0

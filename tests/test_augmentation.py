@@ -193,6 +193,34 @@ def test_low_resolution_pseudo_fakes_are_softer_than_the_face_inside_the_blend()
     assert np.median(softness[0.0]) > 0.9
 
 
+@pytest.mark.parametrize("seed", range(20))
+def test_a_softer_pseudo_fake_is_only_softer_inside_its_mask(seed):
+    """The blended-in copy keeps the face's colours and place and loses fine detail: outside the mask
+    the image is as it was; where the mask is at full weight it is softer, with the same mean tones."""
+    image = face_image()
+    fake, mask = augmentation.self_blend(image, ASTRONAUT_KEYPOINTS, np.random.default_rng(seed), soft_share=1.0)
+    assert np.array_equal(fake[mask == 0], image[mask == 0])
+    ys, xs = np.nonzero(mask >= 0.99)
+    if not len(ys):  # a faint blend (weight below 1): softer, but less so
+        ys, xs = np.nonzero(mask >= mask.max() * 0.99)
+    window = (slice(ys.min(), ys.max() + 1), slice(xs.min(), xs.max() + 1))
+    assert sharpness(fake[window]) < 0.8 * sharpness(image[window])
+    assert np.abs(fake[window].mean(axis=(0, 1)) - image[window].mean(axis=(0, 1))).max() < 2
+
+
+def test_a_softened_copy_keeps_size_colours_and_place():
+    """Blurred or rendered small, half and half: no colour cast, no shift (a shifted copy would move
+    the face's features, and its mean tones near the eyes with them)."""
+    crop = face_image()[60:200, 170:280]
+    for seed in range(10):
+        soft = augmentation.softened_copy(crop, np.random.default_rng(seed))
+        assert soft.shape == crop.shape and soft.dtype == np.uint8
+        assert np.abs(soft.mean(axis=(0, 1)) - crop.mean(axis=(0, 1))).max() < 1.5
+        assert sharpness(soft) < 0.7 * sharpness(crop)
+        blurred_back = cv2.GaussianBlur(crop, (0, 0), 3.0).astype(float)
+        assert np.abs(cv2.GaussianBlur(soft, (0, 0), 3.0) - blurred_back).mean() < 2  # in place
+
+
 @pytest.mark.parametrize("seed", range(10))
 def test_another_face_is_lined_up_on_the_keypoints_and_blended_only_inside_its_mask(seed):
     """The donor (here the same photo, moved and scaled, so its keypoints moved with it) is moved back

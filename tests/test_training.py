@@ -282,7 +282,7 @@ def val_sets_of(groups: int) -> tuple[training.ValidationSets, training.Faces]:
     pictures = np.zeros((len(labels), 1))
     pairs = (np.zeros((2 * groups, 1)), np.repeat(np.array([0.0, 1.0]), groups))  # each real face, then its pseudo-fake
     sets = training.ValidationSets(
-        *[(pictures, labels)] + [pairs] + [(pictures, labels)] * 3 + [pairs] * 4  # the order of the dataclass
+        **{name: pairs if name in training.AGAINST_PSEUDO_FAKES else (pictures, labels) for name in training.VAL_SETS}
     )
     return sets, faces
 
@@ -417,14 +417,15 @@ def test_train_on_a_dataset_without_face_regions_says_to_rebuild_it(runner, tmp_
 def test_the_training_pipeline_shows_every_real_face_also_as_a_pseudo_fake(tmp_path, monkeypatch):
     dataset = tiny_dataset(tmp_path / "tiny")
     faces = training.load_faces(dataset, "train")
-    blended, part_shares, low_res_shares, outline_shares = [], [], [], []
+    blended, part_shares, low_res_shares, outline_shares, soft_shares = [], [], [], [], []
 
-    def spy(image, keypoints, rng, part_share=0.0, low_res_share=0.0, outline_share=0.0):
-        fake, mask = real_self_blend(image, keypoints, rng, part_share, low_res_share, outline_share)
+    def spy(image, keypoints, rng, part_share=0.0, low_res_share=0.0, outline_share=0.0, soft_share=0.0):
+        fake, mask = real_self_blend(image, keypoints, rng, part_share, low_res_share, outline_share, soft_share)
         blended.append(fake)
         part_shares.append(part_share)
         low_res_shares.append(low_res_share)
         outline_shares.append(outline_share)
+        soft_shares.append(soft_share)
         return fake, mask
 
     real_self_blend = augmentation.self_blend
@@ -437,6 +438,7 @@ def test_the_training_pipeline_shows_every_real_face_also_as_a_pseudo_fake(tmp_p
         part_share=0.3,
         swap_share=0.0,
         outline_share=0.5,
+        soft_share=0.4,
     )
     batches = training.training_batches(faces, config)
     crops, labels, weights = [], [], []
@@ -455,16 +457,19 @@ def test_the_training_pipeline_shows_every_real_face_also_as_a_pseudo_fake(tmp_p
     assert set(part_shares) == {0.3}  # some pseudo-fakes are blended over one part of the face
     assert set(low_res_shares) == {0.3}  # and some blend in a face rendered at a lower resolution
     assert set(outline_shares) == {0.5}  # and some reach out to the face's outline
+    assert set(soft_shares) == {0.4}  # and some blend in a copy that is only softer
 
-    part_shares.clear(), low_res_shares.clear(), outline_shares.clear()
+    part_shares.clear(), low_res_shares.clear(), outline_shares.clear(), soft_shares.clear()
     sets = training.validation_sets(faces, 64, seed=1)
     # The scored val pseudo-fakes stay whole-face and as drawn before (one yardstick); the part-only, the
-    # low-resolution and the outline ones are sets of their own.
-    assert part_shares == [0.0] * 9 + [1.0] * 9 + [0.0] * 18
-    assert low_res_shares == [0.0] * 18 + [1.0] * 9 + [0.0] * 9
-    assert outline_shares == [0.0] * 27 + [1.0] * 9
-    assert len(sets.pseudo[0]) == len(sets.parts[0]) == len(sets.low_res[0]) == len(sets.outline[0]) == 18
-    assert sets.parts[1].tolist() == sets.low_res[1].tolist() == sets.outline[1].tolist() == [0.0] * 9 + [1.0] * 9
+    # low-resolution, the outline and the softer ones are sets of their own.
+    assert part_shares == [0.0] * 9 + [1.0] * 9 + [0.0] * 27
+    assert low_res_shares == [0.0] * 18 + [1.0] * 9 + [0.0] * 18
+    assert outline_shares == [0.0] * 27 + [1.0] * 9 + [0.0] * 9
+    assert soft_shares == [0.0] * 36 + [1.0] * 9
+    sets_of_pairs = (sets.pseudo, sets.parts, sets.low_res, sets.outline, sets.soft)
+    assert all(len(crops) == 18 for crops, _ in sets_of_pairs)
+    assert all(labels.tolist() == [0.0] * 9 + [1.0] * 9 for _, labels in sets_of_pairs[1:])
 
     low_res_shares.clear()
     batches = training.training_batches(faces, dataclasses.replace(config, low_res_share=0.0))
@@ -946,8 +951,8 @@ def test_a_pseudo_fakes_xray_is_its_blend_mask_cut_and_flipped_as_the_crop(tmp_p
     faces = training.load_faces(tiny_dataset(tmp_path / "tiny"), "train")
     seen = {}
 
-    def blend_spy(image, keypoints, rng, part_share=0.0, low_res_share=0.0, outline_share=0.0):
-        seen["fake"], seen["mask"] = real_self_blend(image, keypoints, rng, part_share, low_res_share, outline_share)
+    def blend_spy(*args, **kwargs):
+        seen["fake"], seen["mask"] = real_self_blend(*args, **kwargs)
         return seen["fake"], seen["mask"]
 
     def box_spy(box, width, height, rng):
@@ -1082,6 +1087,7 @@ def test_label_smoothing_makes_the_loss_least_at_its_drawn_in_labels():
     ("flag", "value", "field"),
     [
         ("--erase-share", 0.5, "erase_share"),
+        ("--soft-share", 0.5, "soft_share"),
         ("--label-smoothing", 0.1, "label_smoothing"),
         ("--sharpness-rho", 0.05, "sharpness_rho"),
         ("--limit", 16, "limit"),
@@ -1112,6 +1118,7 @@ def test_train_refuses_a_label_smoothing_past_one_half(runner, tmp_path):
         "--swap-share",
         "--outline-share",
         "--erase-share",
+        "--soft-share",
     ],
 )
 def test_train_refuses_a_share_outside_0_to_1(runner, tmp_path, flag):
