@@ -264,7 +264,7 @@ def softened_copy(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     it leaves the one trace of a swap whose colours were matched well: a face softer than the skin
     and hair round it, as a generator's face upscaled into a sharper frame is. The pseudo-fakes of
     `_altered_copy` always change colour and brightness as well, and a network trained on them can
-    tell them by that alone (see the model card's "Softer faces")."""
+    tell them by that alone (see the model card's "Softer pseudo-fakes")."""
     if rng.random() < 0.5:
         return cv2.GaussianBlur(image, (0, 0), sigmaX=rng.uniform(0.6, 1.6))
     return rendered_small(image, rng)
