@@ -411,6 +411,22 @@ def compare_models_command(dataset: Path, model_path: Path, baseline: Path) -> N
         click.echo(f"  {name}: ROC AUC {row['difference']:+.4f} [{low:+.4f}, {high:+.4f}]")
 
 
+@cli.cli.command("probe-blends")
+@click.argument("dataset", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("models", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def probe_blends_command(dataset: Path, models: tuple[Path, ...]) -> None:
+    """Which trace of a blend each of MODELS sees: DATASET's val real faces against themselves
+    blended with one change each (colour, blur, sharpening, inside or outside the mask)."""
+    for path in models:
+        try:
+            report = training.probe_blends(dataset, path)
+        except ValueError as error:
+            raise click.ClickException(str(error)) from error
+        click.echo(f"{path} ({report['faces']} real val faces):")
+        for change, row in report["blends"].items():
+            click.echo(f"  {change}: ROC AUC {row['roc_auc']}, called DeepFake {row['called_fake']:.1%}")
+
+
 @cli.cli.command("evaluate")
 @click.argument("sets", nargs=-1)
 @click.option(

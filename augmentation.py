@@ -258,6 +258,35 @@ def _altered_copy(
     return cv2.warpAffine(copy, matrix, copy.shape[1::-1], flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
 
 
+ONE_CHANGE_BLENDS = ("altered inside", "altered outside", "colour inside", "blurred inside", "sharpened outside")
+
+
+def one_change_blend(image: np.ndarray, keypoints: np.ndarray, rng: np.random.Generator, change: str) -> np.ndarray:
+    """The face blended with a copy of itself that differs by one of ONE_CHANGE_BLENDS, through a
+    whole-face mask (``face_mask``), to ask a model which trace of a blend it sees: the pseudo-fakes'
+    altered copy (``_altered_copy``) inside the mask or outside it (the face inside as filmed); a
+    colour cast alone (5 to 15 up or down per channel) inside; a blur alone (sigma 0.8 to 1.6) inside; or a
+    sharpening alone outside. Only the one named differs between the two sides of the seam."""
+    mask = face_mask(image.shape[:2], keypoints, rng)
+    inside, outside = image, image
+    if change == "altered inside":
+        inside = _altered_copy(image, keypoints, rng)
+    elif change == "altered outside":
+        outside = _altered_copy(image, keypoints, rng)
+    elif change == "colour inside":
+        cast = rng.uniform(5, 15, size=3) * rng.choice([-1.0, 1.0], size=3)
+        table = np.arange(256, dtype=np.float32)[:, None] + cast
+        inside = cv2.LUT(image, np.clip(np.rint(table), 0, 255).astype(np.uint8)[:, None, :])
+    elif change == "blurred inside":
+        inside = cv2.GaussianBlur(image, (0, 0), sigmaX=rng.uniform(0.8, 1.6))
+    elif change == "sharpened outside":
+        amount = rng.uniform(0.5, 1.0)
+        outside = cv2.addWeighted(image, 1.0 + amount, cv2.GaussianBlur(image, (0, 0), sigmaX=1.0), -amount, 0)
+    else:
+        raise ValueError(f"no blend {change!r}: one of {', '.join(ONE_CHANGE_BLENDS)}")
+    return cv2.blendLinear(inside, outside, mask, 1.0 - mask)
+
+
 def softened_copy(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """The image made softer and nothing else: blurred (sigma 0.6 to 1.6 pixels) or, as often,
     rendered at a lower resolution (``rendered_small``), with its colours and place kept. Blended in,

@@ -959,6 +959,39 @@ def compare_models(
     return report
 
 
+def probe_blends(dataset: Path, path: Path, *, seed: int = TrainConfig.seed) -> dict:
+    """How well the model at ``path`` tells the val split's real faces, as cut, from the same faces
+    blended with one change each (`augmentation.one_change_blend`), with no degradation: for each
+    change, the ROC AUC and the share of the blends called DeepFake (P >= 0.5), scored as analysis
+    scores crops. A trace the pseudo-fakes always carry with another (the colour shift that comes
+    with their sharpening or softening) can teach a model to see only that other one; this shows it."""
+    tf_runtime.load()
+    import keras
+
+    network = keras.models.load_model(path, compile=False)
+    size = int(network.input_shape[1])
+    faces = _val_faces(dataset)
+    reals = np.flatnonzero(faces.labels == 0)
+    score = model.MirroredScorer(network)
+    as_cut = score(np.stack([faces.crop(i, REAL, size, None, False) for i in reals]))
+    report = {"model": str(path), "faces": len(reals), "blends": {}}
+    for position, change in enumerate(augmentation.ONE_CHANGE_BLENDS):
+        crops = []
+        for i in reals:
+            blend = augmentation.one_change_blend(
+                faces.contexts[i], faces.keypoints[i], np.random.default_rng([seed, position, i]), change
+            )
+            x1, y1, x2, y2 = (int(v) for v in faces.boxes[i])
+            crops.append(model.resize(blend[y1:y2, x1:x2], size))
+        blended = score(np.stack(crops))
+        labels = np.repeat(np.array([0.0, 1.0]), len(reals))
+        report["blends"][change] = {
+            "roc_auc": round(metrics.roc_auc(labels, np.concatenate([as_cut, blended])), 4),
+            "called_fake": round(float((blended >= 0.5).mean()), 4),
+        }
+    return report
+
+
 def difference_text(gain: dict) -> str:
     """A `val_score_difference` (with an interval) in words, as `average-models` and `compare-models`
     print it."""

@@ -221,6 +221,28 @@ def test_a_softened_copy_keeps_size_colours_and_place():
         assert np.abs(cv2.GaussianBlur(soft, (0, 0), 3.0) - blurred_back).mean() < 2  # in place
 
 
+@pytest.mark.parametrize("change", augmentation.ONE_CHANGE_BLENDS)
+def test_a_one_change_blend_changes_only_its_side_of_the_seam(change):
+    """The mask is drawn first, so the same seed draws it again: a change inside leaves the image as
+    it was where the mask is 0, a change outside where it is 1 (a blend at full weight), and each
+    changes the other side."""
+    image = face_image()
+    checked = 0
+    for seed in range(12):
+        blend = augmentation.one_change_blend(image, ASTRONAUT_KEYPOINTS, np.random.default_rng(seed), change)
+        mask = augmentation.face_mask(image.shape[:2], ASTRONAUT_KEYPOINTS, np.random.default_rng(seed))
+        kept, changed = (mask == 0, mask > 0) if change.endswith("inside") else (mask == 1, mask == 0)
+        assert np.array_equal(blend[kept], image[kept])
+        assert not np.array_equal(blend[changed], image[changed])
+        checked += bool(kept.any())
+    assert checked >= 3  # some draws blend at full weight, so the outside changes' faces were checked
+
+
+def test_a_one_change_blend_refuses_an_unknown_change():
+    with pytest.raises(ValueError, match="no blend 'grain inside'"):
+        augmentation.one_change_blend(face_image(), ASTRONAUT_KEYPOINTS, np.random.default_rng(0), "grain inside")
+
+
 @pytest.mark.parametrize("seed", range(10))
 def test_another_face_is_lined_up_on_the_keypoints_and_blended_only_inside_its_mask(seed):
     """The donor (here the same photo, moved and scaled, so its keypoints moved with it) is moved back

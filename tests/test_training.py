@@ -365,6 +365,25 @@ def test_compare_models_prints_one_models_val_gain_over_another(runner, tmp_path
     assert pseudo["difference"] == pytest.approx(expected, abs=2e-4)
 
 
+def test_probe_blends_prints_each_changes_figures_for_each_model(runner, tmp_path):
+    import keras
+
+    dataset = tiny_dataset(tmp_path / "tiny")
+    keras.utils.set_random_seed(1)
+    model.build(32, widths=(8, 16), stem=4).save(tmp_path / "m.keras")
+    result = runner.invoke(args=["probe-blends", str(dataset), str(tmp_path / "m.keras"), str(tmp_path / "m.keras")])
+    assert result.exit_code == 0, result.output
+    assert result.output.count("(3 real val faces):") == 2
+    for change in augmentation.ONE_CHANGE_BLENDS:
+        assert result.output.count(f"  {change}: ROC AUC ") == 2
+
+    report = training.probe_blends(dataset, tmp_path / "m.keras")
+    assert list(report["blends"]) == list(augmentation.ONE_CHANGE_BLENDS)
+    for row in report["blends"].values():
+        assert 0 <= row["roc_auc"] <= 1 and 0 <= row["called_fake"] <= 1
+    assert training.probe_blends(dataset, tmp_path / "m.keras") == report  # the blends are drawn from the seed
+
+
 def test_the_paired_bootstrap_resamples_whole_groups():
     """Faces of one group are alike, so they are drawn together: with a single group every resample
     is that group and the interval has no width."""
