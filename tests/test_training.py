@@ -379,9 +379,18 @@ def test_probe_blends_prints_each_changes_figures_for_each_model(runner, tmp_pat
 
     report = training.probe_blends(dataset, tmp_path / "m.keras")
     assert list(report["blends"]) == list(augmentation.ONE_CHANGE_BLENDS)
-    for row in report["blends"].values():
-        assert 0 <= row["roc_auc"] <= 1 and 0 <= row["called_fake"] <= 1
     assert training.probe_blends(dataset, tmp_path / "m.keras") == report  # the blends are drawn from the seed
+
+    # A known answer: a network that says P = sigmoid(1) whatever it sees ties every blend with every
+    # real face (ROC AUC one half) and calls every blend DeepFake.
+    network = keras.models.load_model(tmp_path / "m.keras", compile=False)
+    kernel, _ = network.layers[-1].get_weights()
+    network.layers[-1].set_weights([np.zeros_like(kernel), np.ones(1, dtype=np.float32)])
+    network.save(tmp_path / "constant.keras")
+    constant = training.probe_blends(dataset, tmp_path / "constant.keras")
+    assert constant["blends"] == {
+        change: {"roc_auc": 0.5, "called_fake": 1.0} for change in augmentation.ONE_CHANGE_BLENDS
+    }
 
 
 def test_the_paired_bootstrap_resamples_whole_groups():
