@@ -417,14 +417,14 @@ def compare_models_command(dataset: Path, model_path: Path, baseline: Path) -> N
 def probe_blends_command(dataset: Path, models: tuple[Path, ...]) -> None:
     """Which trace of a blend each of MODELS sees: DATASET's val real faces against themselves
     blended with one change each (colour, blur, sharpening, inside or outside the mask)."""
-    for path in models:
-        try:
-            report = training.probe_blends(dataset, path)
-        except ValueError as error:
-            raise click.ClickException(str(error)) from error
-        click.echo(f"{path} ({report['faces']} real val faces):")
-        for change, row in report["blends"].items():
-            click.echo(f"  {change}: ROC AUC {row['roc_auc']}, called DeepFake {row['called_fake']:.1%}")
+    try:
+        report = training.probe_blends(dataset, list(models))
+    except ValueError as error:
+        raise click.ClickException(str(error)) from error
+    for row in report["models"]:
+        click.echo(f"{row['model']} ({report['faces']} real val faces):")
+        for change, figures in row["blends"].items():
+            click.echo(f"  {change}: ROC AUC {figures['roc_auc']}, called DeepFake {figures['called_fake']:.1%}")
 
 
 @cli.cli.command("evaluate")

@@ -245,12 +245,12 @@ def _altered_copy(
     # Contrast, brightness and a colour cast, through one lookup table per channel.
     levels = np.arange(256, dtype=np.float32)[:, None]
     table = (levels - 128.0) * rng.uniform(0.9, 1.1) + 128.0 + rng.uniform(-12, 12) + rng.uniform(-10, 10, size=3)
-    copy = cv2.LUT(image, np.clip(np.rint(table), 0, 255).astype(np.uint8)[:, None, :])
+    copy = _through_tables(image, table)
     if low_res:
         copy = rendered_small(copy, rng)
     elif rng.random() < 0.5:
         amount = rng.uniform(0.3, 1.0)
-        copy = cv2.addWeighted(copy, 1.0 + amount, cv2.GaussianBlur(copy, (0, 0), sigmaX=1.0), -amount, 0)
+        copy = _sharpened(copy, amount)
     centre = np.asarray(keypoints, dtype=np.float32).mean(axis=0)
     scale = rng.uniform(0.95, 1.05)
     matrix = cv2.getRotationMatrix2D((float(centre[0]), float(centre[1])), 0.0, scale)
@@ -276,12 +276,12 @@ def one_change_blend(image: np.ndarray, keypoints: np.ndarray, rng: np.random.Ge
     elif change == "colour inside":
         cast = rng.uniform(5, 15, size=3) * rng.choice([-1.0, 1.0], size=3)
         table = np.arange(256, dtype=np.float32)[:, None] + cast
-        inside = cv2.LUT(image, np.clip(np.rint(table), 0, 255).astype(np.uint8)[:, None, :])
+        inside = _through_tables(image, table)
     elif change == "blurred inside":
         inside = cv2.GaussianBlur(image, (0, 0), sigmaX=rng.uniform(0.8, 1.6))
     elif change == "sharpened outside":
         amount = rng.uniform(0.5, 1.0)
-        outside = cv2.addWeighted(image, 1.0 + amount, cv2.GaussianBlur(image, (0, 0), sigmaX=1.0), -amount, 0)
+        outside = _sharpened(image, amount)
     else:
         raise ValueError(f"no blend {change!r}: one of {', '.join(ONE_CHANGE_BLENDS)}")
     return cv2.blendLinear(inside, outside, mask, 1.0 - mask)
@@ -297,6 +297,17 @@ def softened_copy(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     if rng.random() < 0.5:
         return cv2.GaussianBlur(image, (0, 0), sigmaX=rng.uniform(0.6, 1.6))
     return rendered_small(image, rng)
+
+
+def _through_tables(image: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """The image through ``table`` (256 x 3: each channel's new value for each old one), rounded and
+    clipped to 0..255."""
+    return cv2.LUT(image, np.clip(np.rint(table), 0, 255).astype(np.uint8)[:, None, :])
+
+
+def _sharpened(image: np.ndarray, amount: float) -> np.ndarray:
+    """The image with ``amount`` of its fine detail (what a blur of sigma 1 takes away) added again."""
+    return cv2.addWeighted(image, 1.0 + amount, cv2.GaussianBlur(image, (0, 0), sigmaX=1.0), -amount, 0)
 
 
 def rendered_small(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -357,7 +368,7 @@ def recolour(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     curve = levels ** np.exp(rng.uniform(np.log(0.7), np.log(1.4)))
     curve = (curve - 0.5) * rng.uniform(0.7, 1.3) + 0.5
     table = curve[:, None] * rng.uniform(0.7, 1.3) * rng.uniform(0.85, 1.15, size=3) * 255.0
-    out = cv2.LUT(image, np.clip(np.rint(table), 0, 255).astype(np.uint8)[:, None, :]).astype(np.float32)
+    out = _through_tables(image, table).astype(np.float32)
     grey = cv2.cvtColor(out, cv2.COLOR_RGB2GRAY)[..., None]
     out = grey + (out - grey) * rng.uniform(0.6, 1.5)
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)

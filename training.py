@@ -959,22 +959,20 @@ def compare_models(
     return report
 
 
-def probe_blends(dataset: Path, path: Path, *, seed: int = TrainConfig.seed) -> dict:
-    """How well the model at ``path`` tells the val split's real faces, as cut, from the same faces
+def probe_blends(dataset: Path, paths: list[Path], *, seed: int = TrainConfig.seed) -> dict:
+    """How well each model of ``paths`` tells the val split's real faces, as cut, from the same faces
     blended with one change each (`augmentation.one_change_blend`), with no degradation: for each
     change, the ROC AUC and the share of the blends called DeepFake (P >= 0.5), scored as analysis
     scores crops. A trace the pseudo-fakes always carry with another (the colour shift that comes
-    with their sharpening or softening) can teach a model to see only that other one; this shows it."""
+    with their sharpening or softening) can teach a model to see only that other one; this shows it.
+    The faces are read and blended once for all the models, each read at the first one's input size."""
     tf_runtime.load()
     import keras
 
-    network = keras.models.load_model(path, compile=False)
-    size = int(network.input_shape[1])
+    networks, size = _at_first_size([keras.models.load_model(p, compile=False) for p in paths])
     faces = _val_faces(dataset)
     reals = np.flatnonzero(faces.labels == 0)
-    score = model.MirroredScorer(network)
-    as_cut = score(np.stack([faces.crop(i, REAL, size, None, False) for i in reals]))
-    report = {"model": str(path), "faces": len(reals), "blends": {}}
+    sets = {"as cut": np.stack([faces.crop(i, REAL, size, None, False) for i in reals])}
     for position, change in enumerate(augmentation.ONE_CHANGE_BLENDS):
         crops = []
         for i in reals:
@@ -983,12 +981,20 @@ def probe_blends(dataset: Path, path: Path, *, seed: int = TrainConfig.seed) -> 
             )
             x1, y1, x2, y2 = (int(v) for v in faces.boxes[i])
             crops.append(model.resize(blend[y1:y2, x1:x2], size))
-        blended = score(np.stack(crops))
-        labels = np.repeat(np.array([0.0, 1.0]), len(reals))
-        report["blends"][change] = {
-            "roc_auc": round(metrics.roc_auc(labels, np.concatenate([as_cut, blended])), 4),
-            "called_fake": round(float((blended >= 0.5).mean()), 4),
-        }
+        sets[change] = np.stack(crops)
+    labels = np.repeat(np.array([0.0, 1.0]), len(reals))
+    report = {"faces": len(reals), "models": []}
+    for path, network in zip(paths, networks, strict=True):
+        score = model.MirroredScorer(network)
+        as_cut = score(sets["as cut"])
+        blends = {}
+        for change in augmentation.ONE_CHANGE_BLENDS:
+            blended = score(sets[change])
+            blends[change] = {
+                "roc_auc": round(metrics.roc_auc(labels, np.concatenate([as_cut, blended])), 4),
+                "called_fake": round(float((blended >= 0.5).mean()), 4),
+            }
+        report["models"].append({"model": str(path), "blends": blends})
     return report
 
 

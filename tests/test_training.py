@@ -377,9 +377,9 @@ def test_probe_blends_prints_each_changes_figures_for_each_model(runner, tmp_pat
     for change in augmentation.ONE_CHANGE_BLENDS:
         assert result.output.count(f"  {change}: ROC AUC ") == 2
 
-    report = training.probe_blends(dataset, tmp_path / "m.keras")
-    assert list(report["blends"]) == list(augmentation.ONE_CHANGE_BLENDS)
-    assert training.probe_blends(dataset, tmp_path / "m.keras") == report  # the blends are drawn from the seed
+    report = training.probe_blends(dataset, [tmp_path / "m.keras"])
+    assert list(report["models"][0]["blends"]) == list(augmentation.ONE_CHANGE_BLENDS)
+    assert training.probe_blends(dataset, [tmp_path / "m.keras"]) == report  # the blends are drawn from the seed
 
     # A known answer: a network that says P = sigmoid(1) whatever it sees ties every blend with every
     # real face (ROC AUC one half) and calls every blend DeepFake.
@@ -387,7 +387,9 @@ def test_probe_blends_prints_each_changes_figures_for_each_model(runner, tmp_pat
     kernel, _ = network.layers[-1].get_weights()
     network.layers[-1].set_weights([np.zeros_like(kernel), np.ones(1, dtype=np.float32)])
     network.save(tmp_path / "constant.keras")
-    constant = training.probe_blends(dataset, tmp_path / "constant.keras")
+    both = training.probe_blends(dataset, [tmp_path / "m.keras", tmp_path / "constant.keras"])
+    assert both["models"][0] == report["models"][0]  # one set of blends, each model scored on it
+    constant = both["models"][1]
     assert constant["blends"] == {
         change: {"roc_auc": 0.5, "called_fake": 1.0} for change in augmentation.ONE_CHANGE_BLENDS
     }
