@@ -414,15 +414,22 @@ def compare_models_command(dataset: Path, model_path: Path, baseline: Path) -> N
 @cli.cli.command("probe-blends")
 @click.argument("dataset", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("models", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
-def probe_blends_command(dataset: Path, models: tuple[Path, ...]) -> None:
+@click.option(
+    "--condition",
+    type=click.Choice(list(training.PROBE_CONDITIONS)),
+    default="as cut",
+    show_default=True,
+    help="show the faces and the blends alike as cut, degraded or re-encoded (as evaluate does)",
+)
+def probe_blends_command(dataset: Path, models: tuple[Path, ...], condition: str) -> None:
     """Which trace of a blend each of MODELS sees: DATASET's val real faces against themselves
     blended with one change each (colour, blur, sharpening, inside or outside the mask)."""
     try:
-        report = training.probe_blends(dataset, list(models))
+        report = training.probe_blends(dataset, list(models), condition=condition)
     except ValueError as error:
         raise click.ClickException(str(error)) from error
     for row in report["models"]:
-        click.echo(f"{row['model']} ({report['faces']} real val faces):")
+        click.echo(f"{row['model']} ({report['faces']} real val faces, {report['condition']}):")
         for change, figures in row["blends"].items():
             click.echo(f"  {change}: ROC AUC {figures['roc_auc']}, called DeepFake {figures['called_fake']:.1%}")
 

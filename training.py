@@ -959,20 +959,30 @@ def compare_models(
     return report
 
 
-def probe_blends(dataset: Path, paths: list[Path], *, seed: int = TrainConfig.seed) -> dict:
-    """How well each model of ``paths`` tells the val split's real faces, as cut, from the same faces
-    blended with one change each (`augmentation.one_change_blend`), with no degradation: for each
-    change, the ROC AUC and the share of the blends called DeepFake (P >= 0.5), scored as analysis
-    scores crops. A trace the pseudo-fakes always carry with another (the colour shift that comes
-    with their sharpening or softening) can teach a model to see only that other one; this shows it.
-    The faces are read and blended once for all the models, each read at the first one's input size."""
+# How `probe_blends` can show its faces and blends: as cut, or each damaged alike in one of
+# `evaluate`'s fixed ways (a quarter of the size at JPEG 30; a third of the size through H.264).
+PROBE_CONDITIONS = {"as cut": None, "degraded": augmentation.low_quality, "re-encoded": augmentation.low_quality_video}
+
+
+def probe_blends(dataset: Path, paths: list[Path], *, condition: str = "as cut", seed: int = TrainConfig.seed) -> dict:
+    """How well each model of ``paths`` tells the val split's real faces from the same faces blended
+    with one change each (`augmentation.one_change_blend`): for each change, the ROC AUC and the
+    share of the blends called DeepFake (P >= 0.5), scored as analysis scores crops. A trace the
+    pseudo-fakes always carry with another (the colour shift that comes with their sharpening or
+    softening) can teach a model to see only that other one; this shows it. ``condition`` (one of
+    PROBE_CONDITIONS) damages every real crop and every blend alike, so it also shows which traces
+    a poor video leaves for the model to see. The faces are read and blended once for all the
+    models, each read at the first one's input size."""
+    if condition not in PROBE_CONDITIONS:
+        raise ValueError(f"unknown condition {condition!r}: one of {', '.join(PROBE_CONDITIONS)}")
     tf_runtime.load()
     import keras
 
     networks, size = _at_first_size([keras.models.load_model(p, compile=False) for p in paths])
+    damage = PROBE_CONDITIONS[condition] or (lambda crop: crop)
     faces = _val_faces(dataset)
     reals = np.flatnonzero(faces.labels == 0)
-    sets = {"as cut": np.stack([faces.crop(i, REAL, size, None, False) for i in reals])}
+    sets = {"as cut": np.stack([model.resize(damage(faces.crop(i, REAL, None, None, False)), size) for i in reals])}
     for position, change in enumerate(augmentation.ONE_CHANGE_BLENDS):
         crops = []
         for i in reals:
@@ -980,10 +990,10 @@ def probe_blends(dataset: Path, paths: list[Path], *, seed: int = TrainConfig.se
                 faces.contexts[i], faces.keypoints[i], np.random.default_rng([seed, position, i]), change
             )
             x1, y1, x2, y2 = (int(v) for v in faces.boxes[i])
-            crops.append(model.resize(blend[y1:y2, x1:x2], size))
+            crops.append(model.resize(damage(blend[y1:y2, x1:x2]), size))
         sets[change] = np.stack(crops)
     labels = np.repeat(np.array([0.0, 1.0]), len(reals))
-    report = {"faces": len(reals), "models": []}
+    report = {"faces": len(reals), "condition": condition, "models": []}
     for path, network in zip(paths, networks, strict=True):
         score = model.MirroredScorer(network)
         as_cut = score(sets["as cut"])

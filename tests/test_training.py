@@ -373,7 +373,7 @@ def test_probe_blends_prints_each_changes_figures_for_each_model(runner, tmp_pat
     model.build(32, widths=(8, 16), stem=4).save(tmp_path / "m.keras")
     result = runner.invoke(args=["probe-blends", str(dataset), str(tmp_path / "m.keras"), str(tmp_path / "m.keras")])
     assert result.exit_code == 0, result.output
-    assert result.output.count("(3 real val faces):") == 2
+    assert result.output.count("(3 real val faces, as cut):") == 2
     for change in augmentation.ONE_CHANGE_BLENDS:
         assert result.output.count(f"  {change}: ROC AUC ") == 2
 
@@ -393,6 +393,37 @@ def test_probe_blends_prints_each_changes_figures_for_each_model(runner, tmp_pat
     assert constant["blends"] == {
         change: {"roc_auc": 0.5, "called_fake": 1.0} for change in augmentation.ONE_CHANGE_BLENDS
     }
+
+
+def test_probe_blends_damages_every_real_crop_and_every_blend_alike(runner, tmp_path, monkeypatch):
+    import keras
+
+    dataset = tiny_dataset(tmp_path / "tiny")
+    keras.utils.set_random_seed(1)
+    model.build(32, widths=(8, 16), stem=4).save(tmp_path / "m.keras")
+    as_cut = training.probe_blends(dataset, [tmp_path / "m.keras"])
+    damaged = []
+    low_quality = augmentation.low_quality
+
+    def spy(image):
+        damaged.append(image.shape)
+        return low_quality(image)
+
+    monkeypatch.setitem(training.PROBE_CONDITIONS, "degraded", spy)
+    degraded = training.probe_blends(dataset, [tmp_path / "m.keras"], condition="degraded")
+    # The 3 real faces once as they are and once in each blend, each at the size it was cut.
+    assert len(damaged) == 3 * (1 + len(augmentation.ONE_CHANGE_BLENDS))
+    assert all(len(shape) == 3 and shape[0] > 32 for shape in damaged)
+    assert degraded["condition"] == "degraded" and as_cut["condition"] == "as cut"
+    assert degraded["models"] != as_cut["models"]
+
+    result = runner.invoke(args=["probe-blends", str(dataset), str(tmp_path / "m.keras"), "--condition", "re-encoded"])
+    assert result.exit_code == 0, result.output
+    assert "(3 real val faces, re-encoded):" in result.output
+    refused = runner.invoke(args=["probe-blends", str(dataset), str(tmp_path / "m.keras"), "--condition", "blurry"])
+    assert refused.exit_code == 2 and "'blurry' is not one of" in refused.output
+    with pytest.raises(ValueError, match="unknown condition 'blurry'"):
+        training.probe_blends(dataset, [tmp_path / "m.keras"], condition="blurry")
 
 
 def test_the_paired_bootstrap_resamples_whole_groups():
