@@ -311,6 +311,11 @@ def recipe_option(flags: str, help: str | None = None, value_type: click.ParamTy
     "The share of self-blended pseudo-fakes whose blended-in copy is only softer, its colours and place kept (0: none).",
     value_type=SHARE,
 )
+@recipe_option(
+    "--extra-soft-share",
+    "The share of real faces also shown as a softer self-blend, on top of their pseudo-fake (0: none).",
+    value_type=SHARE,
+)
 @recipe_option("--fake-weight", "The fakes' share of the loss (real faces have the rest).", value_type=float)
 @recipe_option(
     "--label-smoothing",

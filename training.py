@@ -265,6 +265,7 @@ class TrainConfig:
     outline_share: float = 0.0  # the share of whole-face pseudo-fake masks drawn out to where a swap's seam runs
     erase_share: float = 0.0  # the share of crops, every class alike, with a patch painted over (`augmentation.erased`)
     soft_share: float = 0.0  # the share of self-blends whose copy is only softer (`augmentation.softened_copy`)
+    extra_soft_share: float = 0.0  # the share of real faces shown a third time, as a softer self-blend (SOFT_FAKE)
     fake_weight: float = 0.45  # the fakes' share of the loss: below half, a face that shows no trace leans real
     label_smoothing: float = 0.0  # labels drawn in to s/2 and 1 - s/2: the loss stops rewarding certainty past them
     sharpness_rho: float = 0.0  # sharpness-aware steps of this radius (`sharpness`; SBI's 0.05); 0: plain steps
@@ -280,7 +281,9 @@ class TrainConfig:
     limit: int = 0  # use at most this many crops per split (0: all); for quick trials
 
 
-REAL, PSEUDO_FAKE, DATASET_FAKE = 0, 1, 2  # what a training example is made as
+# What a training example is made as. A SOFT_FAKE is a self-blend whose copy is only softer
+# (`augmentation.softened_copy`), shown on top of the face's pseudo-fake (`TrainConfig.extra_soft_share`).
+REAL, PSEUDO_FAKE, DATASET_FAKE, SOFT_FAKE = 0, 1, 2, 3
 
 
 def count_rows(dataset: Path, splits: str | tuple[str, ...] | None) -> int:
@@ -340,8 +343,8 @@ class Faces:
         erase_share: float = 0.0,
         soft_share: float = 0.0,
     ) -> tuple[np.ndarray, np.ndarray | None]:
-        """The crop the network sees for face ``index`` made as ``kind``, resized to size x size (None:
-        as cut). With ``rng`` the box is jittered and the crop flipped at random; ``part_share`` of the
+        """The crop the network sees for face ``index`` made as ``kind`` (a SOFT_FAKE blends in a copy
+        only made softer, whatever the shares), resized to size x size (None: as cut). With ``rng`` the box is jittered and the crop flipped at random; ``part_share`` of the
         pseudo-fakes are blended over one part of the face, ``swap_share`` of them blend in another
         real face (`augmentation.blend_other_face`), ``soft_share`` of the others a copy only made
         softer (`augmentation.softened_copy`) and ``low_res_share`` of the rest a copy rendered at a
@@ -378,6 +381,10 @@ class Faces:
         elif kind == PSEUDO_FAKE:
             image, mask = augmentation.self_blend(
                 image, self.keypoints[index], rng, part_share, low_res_share, outline_share, soft_share
+            )
+        elif kind == SOFT_FAKE:
+            image, mask = augmentation.self_blend(
+                image, self.keypoints[index], rng, part_share, outline_share=outline_share, soft_share=1.0
             )
         box = tuple(int(v) for v in self.boxes[index])
         keep_mask = xray_size and mask is not None  # a pseudo-fake's
@@ -447,8 +454,10 @@ def load_faces(dataset: Path, split: str, limit: int = 0) -> Faces:
 def epoch_plan(faces: Faces, config: TrainConfig, rng: np.random.Generator) -> list[tuple[int, int]]:
     """One epoch's examples as (face index, kind), in the order they are shown.
 
-    Every real face is shown as itself and, with pseudo-fakes, once more as a pseudo-fake made anew;
-    the dataset's own fakes are shown at ``dfdc_fake_share`` (all of them without pseudo-fakes). With
+    Every real face is shown as itself and, with pseudo-fakes, once more as a pseudo-fake made anew,
+    and ``extra_soft_share`` of them a third time as a softer self-blend (SOFT_FAKE), so that the
+    softer ones add to the other pseudo-fakes instead of taking their place (``soft_share``); the
+    dataset's own fakes are shown at ``dfdc_fake_share`` (all of them without pseudo-fakes). With
     group batches a group's examples are next to each other, so a real face, its pseudo-fake and
     the swaps made from it share a batch and the network learns what changed, not who is filmed.
     """
@@ -456,6 +465,8 @@ def epoch_plan(faces: Faces, config: TrainConfig, rng: np.random.Generator) -> l
     for index, row in enumerate(faces.rows):
         if faces.labels[index] == 0:
             kinds = [REAL, PSEUDO_FAKE] if config.pseudo_fakes else [REAL]
+            if config.pseudo_fakes and config.extra_soft_share and rng.random() < config.extra_soft_share:
+                kinds.append(SOFT_FAKE)  # no draw at 0: older plans stay as drawn
         else:
             share = config.dfdc_fake_share if config.pseudo_fakes else 1.0
             kinds = [DATASET_FAKE] if rng.random() < share else []

@@ -538,6 +538,43 @@ def test_the_training_pipeline_shows_every_real_face_also_as_a_pseudo_fake(tmp_p
     assert set(low_res_shares) == {0.0}
 
 
+def test_extra_softer_pseudo_fakes_are_shown_on_top_of_the_others(tmp_path, monkeypatch):
+    faces = training.load_faces(tiny_dataset(tmp_path / "tiny"), "train")
+    reals = int((faces.labels == 0).sum())
+    config = training.TrainConfig(input_size=64, batch_size=8, degrade=False, dfdc_fake_share=0.0, swap_share=0.0)
+    plain = training.epoch_plan(faces, config, np.random.default_rng(5))
+    assert (
+        training.epoch_plan(faces, dataclasses.replace(config, extra_soft_share=0.0), np.random.default_rng(5)) == plain
+    )
+
+    shown = [
+        training.epoch_plan(faces, dataclasses.replace(config, extra_soft_share=0.25), np.random.default_rng(seed))
+        for seed in range(400)
+    ]
+    for plan in shown:  # every real face as itself and as a pseudo-fake still, the softer ones on top
+        kinds = [kind for _, kind in plan]
+        assert kinds.count(training.REAL) == reals and kinds.count(training.PSEUDO_FAKE) == reals
+        soft = [index for index, kind in plan if kind == training.SOFT_FAKE]
+        assert len(set(soft)) == len(soft) and all(faces.labels[i] == 0 for i in soft)
+    assert np.mean([sum(kind == training.SOFT_FAKE for _, kind in plan) for plan in shown]) == pytest.approx(
+        reals / 4, rel=0.1
+    )
+
+    soft_shares = []
+
+    def spy(image, keypoints, rng, part_share=0.0, low_res_share=0.0, outline_share=0.0, soft_share=0.0):
+        soft_shares.append(soft_share)
+        return real_self_blend(image, keypoints, rng, part_share, low_res_share, outline_share, soft_share)
+
+    real_self_blend = augmentation.self_blend
+    monkeypatch.setattr(augmentation, "self_blend", spy)
+    batches = training.training_batches(faces, dataclasses.replace(config, extra_soft_share=1.0, soft_share=0.0))
+    labels = np.concatenate([next(batches)[1] for _ in range(4)])  # 9 real faces, each three times: one epoch
+    assert len(labels) == 3 * reals and labels.sum() == 2 * reals  # two of each face's three examples are fakes
+    # each face's pseudo-fake as the recipe draws it (no softer copy at soft_share 0), and its softer one
+    assert sorted(soft_shares) == [0.0] * reals + [1.0] * reals
+
+
 def test_the_training_pipeline_recolours_real_and_fake_faces_alike(tmp_path, monkeypatch):
     faces = training.load_faces(tiny_dataset(tmp_path / "tiny"), "train")
     recoloured = []
@@ -1149,6 +1186,7 @@ def test_label_smoothing_makes_the_loss_least_at_its_drawn_in_labels():
     [
         ("--erase-share", 0.5, "erase_share"),
         ("--soft-share", 0.5, "soft_share"),
+        ("--extra-soft-share", 0.25, "extra_soft_share"),
         ("--label-smoothing", 0.1, "label_smoothing"),
         ("--sharpness-rho", 0.05, "sharpness_rho"),
         ("--limit", 16, "limit"),
@@ -1180,6 +1218,7 @@ def test_train_refuses_a_label_smoothing_past_one_half(runner, tmp_path):
         "--outline-share",
         "--erase-share",
         "--soft-share",
+        "--extra-soft-share",
     ],
 )
 def test_train_refuses_a_share_outside_0_to_1(runner, tmp_path, flag):
