@@ -344,9 +344,10 @@ class Faces:
         soft_share: float = 0.0,
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """The crop the network sees for face ``index`` made as ``kind`` (a SOFT_FAKE blends in a copy
-        only made softer, whatever the shares), resized to size x size (None: as cut). With ``rng`` the box is jittered and the crop flipped at random; ``part_share`` of the
-        pseudo-fakes are blended over one part of the face, ``swap_share`` of them blend in another
-        real face (`augmentation.blend_other_face`), ``soft_share`` of the others a copy only made
+        only made softer, whatever the shares), resized to size x size (None: as cut). With ``rng``
+        the box is jittered and the crop flipped at random; ``part_share`` of the pseudo-fakes are
+        blended over one part of the face, ``swap_share`` of them blend in another real face
+        (`augmentation.blend_other_face`), ``soft_share`` of the others a copy only made
         softer (`augmentation.softened_copy`) and ``low_res_share`` of the rest a copy rendered at a
         lower resolution; ``outline_share`` of the whole-face masks reach the face's outline
         (`augmentation.outline_mask`); ``recolour`` of the crops are shown in other colours
@@ -993,7 +994,7 @@ def probe_blends(dataset: Path, paths: list[Path], *, condition: str = "as cut",
     damage = PROBE_CONDITIONS[condition] or (lambda crop: crop)
     faces = _val_faces(dataset)
     reals = np.flatnonzero(faces.labels == 0)
-    sets = {"as cut": np.stack([model.resize(damage(faces.crop(i, REAL, None, None, False)), size) for i in reals])}
+    sets = {"real": np.stack([model.resize(damage(faces.crop(i, REAL, None, None, False)), size) for i in reals])}
     for position, change in enumerate(augmentation.ONE_CHANGE_BLENDS):
         crops = []
         for i in reals:
@@ -1007,12 +1008,12 @@ def probe_blends(dataset: Path, paths: list[Path], *, condition: str = "as cut",
     report = {"faces": len(reals), "condition": condition, "models": []}
     for path, network in zip(paths, networks, strict=True):
         score = model.MirroredScorer(network)
-        as_cut = score(sets["as cut"])
+        real = score(sets["real"])
         blends = {}
         for change in augmentation.ONE_CHANGE_BLENDS:
             blended = score(sets[change])
             blends[change] = {
-                "roc_auc": round(metrics.roc_auc(labels, np.concatenate([as_cut, blended])), 4),
+                "roc_auc": round(metrics.roc_auc(labels, np.concatenate([real, blended])), 4),
                 "called_fake": round(float((blended >= 0.5).mean()), 4),
             }
         report["models"].append({"model": str(path), "blends": blends})
