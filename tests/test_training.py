@@ -542,10 +542,23 @@ def test_extra_softer_pseudo_fakes_are_shown_on_top_of_the_others(tmp_path, monk
     faces = training.load_faces(tiny_dataset(tmp_path / "tiny"), "train")
     reals = int((faces.labels == 0).sum())
     config = training.TrainConfig(input_size=64, batch_size=8, degrade=False, dfdc_fake_share=0.0, swap_share=0.0)
-    plain = training.epoch_plan(faces, config, np.random.default_rng(5))
-    assert (
-        training.epoch_plan(faces, dataclasses.replace(config, extra_soft_share=0.0), np.random.default_rng(5)) == plain
-    )
+
+    class CountedDraws:  # the plan's generator, counting its draws
+        def __init__(self, seed):
+            self.rng, self.draws = np.random.default_rng(seed), 0
+
+        def random(self):
+            self.draws += 1
+            return self.rng.random()
+
+        def permutation(self, n):
+            return self.rng.permutation(n)
+
+    fakes = len(faces) - reals
+    for share, draws in ((0.0, fakes), (0.25, fakes + reals)):  # no draw at 0: older plans stay as drawn
+        counted = CountedDraws(5)
+        training.epoch_plan(faces, dataclasses.replace(config, extra_soft_share=share), counted)
+        assert counted.draws == draws
 
     shown = [
         training.epoch_plan(faces, dataclasses.replace(config, extra_soft_share=0.25), np.random.default_rng(seed))
