@@ -316,6 +316,11 @@ def recipe_option(flags: str, help: str | None = None, value_type: click.ParamTy
     "The share of real faces also shown as a softer self-blend, on top of their pseudo-fake (0: none).",
     value_type=SHARE,
 )
+@recipe_option(
+    "--deform-share",
+    "The share of pseudo-fake blend masks bent out of shape by a smooth random warp, as Face X-ray bends its hulls (0: none).",
+    value_type=SHARE,
+)
 @recipe_option("--fake-weight", "The fakes' share of the loss (real faces have the rest).", value_type=float)
 @recipe_option(
     "--label-smoothing",

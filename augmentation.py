@@ -24,6 +24,8 @@ RECOLOUR_SHARE = 0.8  # how often training shows a face in another camera's or g
 LIGHT_AND_POSE_SHARE = 0.5  # how often training tilts and reframes a face, and (drawn apart) lights it from one side
 LOW_RES_SCALE = (1.5, 3.0)  # how many times smaller than the frame a low-resolution swapped-in face is rendered
 ERASED_AREA = (0.04, 0.2)  # the share of a crop `erased` paints over
+DEFORM_WAVELENGTH = 0.5  # the length over which `deformed` bends a mask's edge one way, as a share of the face
+DEFORM_AMPLITUDE = (0.03, 0.08)  # how far `deformed` moves a mask's edge (one standard deviation), as a share of it
 
 
 def self_blend(
@@ -34,11 +36,13 @@ def self_blend(
     low_res_share: float = 0.0,
     outline_share: float = 0.0,
     soft_share: float = 0.0,
+    deform_share: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """A pseudo-fake of ``image`` and the blend mask (float32, 0..1) it was made with: ``part_share``
     of the time the mask covers one part of the face (``part_mask``), ``outline_share`` of the rest
-    the face out to where a swap's seam runs (``outline_mask``), otherwise the inner face;
-    ``soft_share`` of the time the copy blended in is the face only made softer (``softened_copy``),
+    the face out to where a swap's seam runs (``outline_mask``), otherwise the inner face, and
+    ``deform_share`` of all masks are bent out of shape (``deformed``); ``soft_share`` of the time
+    the copy blended in is the face only made softer (``softened_copy``),
     and of the others ``low_res_share`` were rendered at a lower resolution (``rendered_small``)
     instead of sometimes sharpened.
 
@@ -49,7 +53,7 @@ def self_blend(
     else:
         low_res = bool(low_res_share) and rng.random() < low_res_share
         source = _altered_copy(image, keypoints, rng, low_res)
-    mask = _drawn_mask(image.shape[:2], keypoints, rng, part_share, outline_share)
+    mask = _drawn_mask(image.shape[:2], keypoints, rng, part_share, outline_share, deform_share)
     return cv2.blendLinear(source, image, mask, 1.0 - mask), mask
 
 
@@ -61,6 +65,7 @@ def blend_other_face(
     rng: np.random.Generator,
     part_share: float = 0.0,
     outline_share: float = 0.0,
+    deform_share: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """A pseudo-fake of ``image`` with another person's face in it, as Face X-ray (Li et al., CVPR
     2020) makes its blended images, and the mask it was blended through: ``donor`` turned, scaled and
@@ -78,9 +83,9 @@ def blend_other_face(
         ransacReprojThreshold=1e6,  # five exact points: all of them count
     )
     if matrix is None:  # degenerate keypoints
-        return self_blend(image, keypoints, rng, part_share, outline_share=outline_share)
+        return self_blend(image, keypoints, rng, part_share, outline_share=outline_share, deform_share=deform_share)
     source = cv2.warpAffine(donor, matrix, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-    mask = _drawn_mask(image.shape[:2], keypoints, rng, part_share, outline_share)
+    mask = _drawn_mask(image.shape[:2], keypoints, rng, part_share, outline_share, deform_share)
     source = _colours_matched(source, image, mask > 0.5 * mask.max(), rng.uniform(0.7, 1.0))
     return cv2.blendLinear(source, image, mask, 1.0 - mask), mask
 
@@ -91,16 +96,49 @@ def _drawn_mask(
     rng: np.random.Generator,
     part_share: float,
     outline_share: float = 0.0,
+    deform_share: float = 0.0,
 ) -> np.ndarray:
     """The blend mask of a pseudo-fake: ``part_share`` of the time over one part of the face
     (``part_mask``), ``outline_share`` of the rest out to the face's outline (``outline_mask``),
-    otherwise over the inner face (``face_mask``). A share of 0 draws nothing, so older streams
-    stay as drawn."""
+    otherwise over the inner face (``face_mask``); then ``deform_share`` of the time bent out of
+    shape (``deformed``). A share of 0 draws nothing, so older streams stay as drawn."""
     if part_share and rng.random() < part_share:
-        return part_mask(shape, keypoints, rng)
-    if outline_share and rng.random() < outline_share:
-        return outline_mask(shape, keypoints, rng)
-    return face_mask(shape, keypoints, rng)
+        mask = part_mask(shape, keypoints, rng)
+    elif outline_share and rng.random() < outline_share:
+        mask = outline_mask(shape, keypoints, rng)
+    else:
+        mask = face_mask(shape, keypoints, rng)
+    if deform_share and rng.random() < deform_share:
+        mask = deformed(mask, keypoints, rng)
+    return mask
+
+
+def deformed(mask: np.ndarray, keypoints: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``mask`` warped by a smooth random field, so that its edge wanders in and out along the way
+    instead of following an ellipse or a hull: Face X-ray (Li et al., CVPR 2020) bends its landmark
+    hull with a randomly moved grid of points, and Self-Blended Images its with an elastic transform,
+    because a swap's seam follows the outline its landmarks and its own blending give, not a shape
+    drawn by rule. Here a grid of random shifts, one point every DEFORM_WAVELENGTH of the keypoints'
+    span, is smoothly resized to the whole mask, the shifts' spread drawn from DEFORM_AMPLITUDE of
+    the span. The edge's softness moves with it, so it too varies along the seam.
+
+    Values stay within the mask's own range, and far from the face it stays 0."""
+    height, width = mask.shape
+    keypoints = np.asarray(keypoints, dtype=np.float32)
+    span = float(np.maximum(keypoints.max(axis=0) - keypoints.min(axis=0), 4.0).mean())
+    step = span * DEFORM_WAVELENGTH
+    grid = (int(np.ceil(height / step)) + 1, int(np.ceil(width / step)) + 1)
+    spread = span * rng.uniform(*DEFORM_AMPLITUDE)
+    shifts = [
+        cv2.resize(
+            rng.normal(0.0, spread, size=grid).astype(np.float32), (width, height), interpolation=cv2.INTER_CUBIC
+        )
+        for _ in range(2)
+    ]
+    xs, ys = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
+    return cv2.remap(
+        mask, xs + shifts[0], ys + shifts[1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0.0
+    )
 
 
 def _colours_matched(source: np.ndarray, target: np.ndarray, region: np.ndarray, strength: float) -> np.ndarray:

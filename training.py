@@ -266,6 +266,7 @@ class TrainConfig:
     erase_share: float = 0.0  # the share of crops, every class alike, with a patch painted over (`augmentation.erased`)
     soft_share: float = 0.0  # the share of self-blends whose copy is only softer (`augmentation.softened_copy`)
     extra_soft_share: float = 0.0  # the share of real faces shown a third time, as a softer self-blend (SOFT_FAKE)
+    deform_share: float = 0.0  # the share of pseudo-fake masks bent out of shape (`augmentation.deformed`)
     fake_weight: float = 0.45  # the fakes' share of the loss: below half, a face that shows no trace leans real
     label_smoothing: float = 0.0  # labels drawn in to s/2 and 1 - s/2: the loss stops rewarding certainty past them
     sharpness_rho: float = 0.0  # sharpness-aware steps of this radius (`sharpness`; SBI's 0.05); 0: plain steps
@@ -342,6 +343,7 @@ class Faces:
         outline_share: float = 0.0,
         erase_share: float = 0.0,
         soft_share: float = 0.0,
+        deform_share: float = 0.0,
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """The crop the network sees for face ``index`` made as ``kind`` (a SOFT_FAKE blends in a copy
         only made softer, whatever the shares), resized to size x size (None: as cut). With ``rng``
@@ -350,7 +352,8 @@ class Faces:
         (`augmentation.blend_other_face`), ``soft_share`` of the others a copy only made
         softer (`augmentation.softened_copy`) and ``low_res_share`` of the rest a copy rendered at a
         lower resolution; ``outline_share`` of the whole-face masks reach the face's outline
-        (`augmentation.outline_mask`); ``recolour`` of the crops are shown in other colours
+        (`augmentation.outline_mask`), and ``deform_share`` of all masks are bent out of shape
+        (`augmentation.deformed`); ``recolour`` of the crops are shown in other colours
         (`augmentation.recolour`); ``light_and_pose`` of them tilted and reframed
         (`augmentation.reframed`) and, drawn apart, lit from one side (`augmentation.relight`);
         ``degrade`` adds the random degradations, ``codec_share`` of them coded as H.264; and
@@ -378,14 +381,28 @@ class Faces:
                 rng,
                 part_share,
                 outline_share,
+                deform_share,
             )
         elif kind == PSEUDO_FAKE:
             image, mask = augmentation.self_blend(
-                image, self.keypoints[index], rng, part_share, low_res_share, outline_share, soft_share
+                image,
+                self.keypoints[index],
+                rng,
+                part_share,
+                low_res_share,
+                outline_share,
+                soft_share,
+                deform_share=deform_share,
             )
         elif kind == SOFT_FAKE:
             image, mask = augmentation.self_blend(
-                image, self.keypoints[index], rng, part_share, outline_share=outline_share, soft_share=1.0
+                image,
+                self.keypoints[index],
+                rng,
+                part_share,
+                outline_share=outline_share,
+                soft_share=1.0,
+                deform_share=deform_share,
             )
         box = tuple(int(v) for v in self.boxes[index])
         keep_mask = xray_size and mask is not None  # a pseudo-fake's
@@ -524,6 +541,7 @@ def training_batches(faces: Faces, config: TrainConfig, workers: int = 2) -> Ite
                             outline_share=config.outline_share,
                             erase_share=config.erase_share,
                             soft_share=config.soft_share,
+                            deform_share=config.deform_share,
                         ),
                         zip(batch, crop_seeds, strict=True),
                     )
@@ -570,8 +588,10 @@ class ValidationSets:
     one side (``light_and_pose``). Reported, not scored: the real faces against pseudo-fakes blended
     over one part of the face, as face reenactment leaves them (``parts``), against pseudo-fakes that
     blend in a copy rendered at a lower resolution (``low_res``), against pseudo-fakes with another
-    real face blended in (``swapped``), and against pseudo-fakes whose seam runs where a swap's does,
-    round the face's outline (``outline``). Each is (crops, labels)."""
+    real face blended in (``swapped``), against pseudo-fakes whose seam runs where a swap's does,
+    round the face's outline (``outline``), against pseudo-fakes that blend in a copy only made softer
+    (``soft``), and against pseudo-fakes whose masks are bent out of shape (``deformed``). Each is
+    (crops, labels)."""
 
     dfdc: tuple[np.ndarray, np.ndarray]
     pseudo: tuple[np.ndarray, np.ndarray]
@@ -583,6 +603,7 @@ class ValidationSets:
     swapped: tuple[np.ndarray, np.ndarray]
     outline: tuple[np.ndarray, np.ndarray]
     soft: tuple[np.ndarray, np.ndarray]
+    deformed: tuple[np.ndarray, np.ndarray]
 
 
 def validation_sets(faces: Faces, size: int, seed: int) -> ValidationSets:
@@ -613,6 +634,7 @@ def validation_sets(faces: Faces, size: int, seed: int) -> ValidationSets:
         swapped=against_pseudo_fakes(np.random.default_rng([seed, 5]), part_share=0.0, swap_share=1.0),
         outline=against_pseudo_fakes(np.random.default_rng([seed, 6]), part_share=0.0, outline_share=1.0),
         soft=against_pseudo_fakes(np.random.default_rng([seed, 7]), part_share=0.0, soft_share=1.0),
+        deformed=against_pseudo_fakes(np.random.default_rng([seed, 8]), part_share=0.0, deform_share=1.0),
     )
 
 
@@ -630,10 +652,11 @@ VAL_SETS = (
     "swapped",
     "outline",
     "soft",
+    "deformed",
 )
 # The sets of the val split's real faces followed by a pseudo-fake of each, in the same order
 # (`validation_sets`); the others hold every val face in order.
-AGAINST_PSEUDO_FAKES = ("pseudo", "parts", "low_res", "swapped", "outline", "soft")
+AGAINST_PSEUDO_FAKES = ("pseudo", "parts", "low_res", "swapped", "outline", "soft", "deformed")
 
 
 def validate(network, sets: ValidationSets) -> dict:
@@ -655,8 +678,8 @@ def val_figures(sets: ValidationSets, scores: dict[str, np.ndarray]) -> dict:
     colours, other poses and light, and the traces of blending that any swap leaves). Until stage 35
     the score left out the recoloured set and until stage 37 the tilted and side-lit one
     (`val_score_without_colours` and `val_score_without_light_and_pose` keep those yardsticks). The
-    ROC AUCs against part-of-the-face, low-resolution, other-face, outline and softer pseudo-fakes are
-    reported beside them, not scored."""
+    ROC AUCs against part-of-the-face, low-resolution, other-face, outline, softer and bent-mask
+    pseudo-fakes are reported beside them, not scored."""
     figures = {f"val_auc_{name}": metrics.roc_auc(getattr(sets, name)[1], scores[name]) for name in scores}
     for name in ("degraded", "recoloured", "light_and_pose"):
         real = getattr(sets, name)[1] == 0

@@ -194,6 +194,48 @@ def test_low_resolution_pseudo_fakes_are_softer_than_the_face_inside_the_blend()
 
 
 @pytest.mark.parametrize("seed", range(20))
+def test_a_pseudo_fake_with_a_bent_mask_changes_the_image_only_inside_its_mask(seed):
+    image = face_image()
+    fake, mask = augmentation.self_blend(image, ASTRONAUT_KEYPOINTS, np.random.default_rng(seed), deform_share=1.0)
+    outside = mask == 0
+    assert outside.mean() > 0.8
+    assert np.array_equal(fake[outside], image[outside])
+    x1, y1, x2, y2 = astronaut_crop_box()
+    assert not np.array_equal(fake[y1:y2, x1:x2], image[y1:y2, x1:x2])
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_a_bent_mask_keeps_its_weight_and_place_and_moves_its_edge(seed):
+    """`deformed` moves the edge in and out by a few pixels along the way: the mask keeps its values'
+    range and its middle, stays 0 far from the face, and its edge no longer follows the drawn shape."""
+    image = face_image()
+    mask = augmentation.face_mask(image.shape[:2], ASTRONAUT_KEYPOINTS, np.random.default_rng(seed))
+    bent = augmentation.deformed(mask, ASTRONAUT_KEYPOINTS, np.random.default_rng([seed, 1]))
+    assert bent.shape == mask.shape and bent.dtype == np.float32
+    assert bent.min() >= 0.0 and bent.max() <= mask.max() + 1e-6
+    centre = np.rint(ASTRONAUT_KEYPOINTS.mean(axis=0)).astype(int)
+    assert bent[centre[1], centre[0]] >= 0.8 * mask[centre[1], centre[0]]
+    far = cv2.dilate((mask > 0).astype(np.uint8), np.ones((31, 31), np.uint8)) == 0
+    assert not bent[far].any()
+    edge = (mask > 0.05 * mask.max()) & (mask < 0.95 * mask.max())
+    moved = np.abs(bent - mask)[edge] > 0.05 * mask.max()
+    assert moved.mean() > 0.2  # a good part of the edge has moved
+    assert abs(float(bent.sum()) / float(mask.sum()) - 1.0) < 0.25  # in and out, not grown or shrunk much
+
+
+def test_a_mask_is_bent_only_when_asked_and_the_stream_is_unchanged_at_0():
+    shape = face_image().shape[:2]
+    plain = augmentation._drawn_mask(shape, ASTRONAUT_KEYPOINTS, np.random.default_rng(3), 0.3, 0.3)
+    unbent = augmentation._drawn_mask(shape, ASTRONAUT_KEYPOINTS, np.random.default_rng(3), 0.3, 0.3, 0.0)
+    assert np.array_equal(plain, unbent)
+    for seed in range(5):  # the shape is drawn first, as without bending, then bent
+        plain = augmentation._drawn_mask(shape, ASTRONAUT_KEYPOINTS, np.random.default_rng(seed), 0.3, 0.3)
+        bent = augmentation._drawn_mask(shape, ASTRONAUT_KEYPOINTS, np.random.default_rng(seed), 0.3, 0.3, 1.0)
+        assert not np.array_equal(bent, plain)
+        assert abs(float(bent.sum()) / float(plain.sum()) - 1.0) < 0.25
+
+
+@pytest.mark.parametrize("seed", range(20))
 def test_a_softer_pseudo_fake_is_only_softer_inside_its_mask(seed):
     """The blended-in copy keeps the face's colours and place and loses fine detail: outside the mask
     the image is as it was; where the mask is at full weight it is softer, with the same mean tones."""

@@ -478,15 +478,20 @@ def test_train_on_a_dataset_without_face_regions_says_to_rebuild_it(runner, tmp_
 def test_the_training_pipeline_shows_every_real_face_also_as_a_pseudo_fake(tmp_path, monkeypatch):
     dataset = tiny_dataset(tmp_path / "tiny")
     faces = training.load_faces(dataset, "train")
-    blended, part_shares, low_res_shares, outline_shares, soft_shares = [], [], [], [], []
+    blended, part_shares, low_res_shares, outline_shares, soft_shares, deform_shares = [], [], [], [], [], []
 
-    def spy(image, keypoints, rng, part_share=0.0, low_res_share=0.0, outline_share=0.0, soft_share=0.0):
-        fake, mask = real_self_blend(image, keypoints, rng, part_share, low_res_share, outline_share, soft_share)
+    def spy(
+        image, keypoints, rng, part_share=0.0, low_res_share=0.0, outline_share=0.0, soft_share=0.0, deform_share=0.0
+    ):
+        fake, mask = real_self_blend(
+            image, keypoints, rng, part_share, low_res_share, outline_share, soft_share, deform_share
+        )
         blended.append(fake)
         part_shares.append(part_share)
         low_res_shares.append(low_res_share)
         outline_shares.append(outline_share)
         soft_shares.append(soft_share)
+        deform_shares.append(deform_share)
         return fake, mask
 
     real_self_blend = augmentation.self_blend
@@ -500,6 +505,7 @@ def test_the_training_pipeline_shows_every_real_face_also_as_a_pseudo_fake(tmp_p
         swap_share=0.0,
         outline_share=0.5,
         soft_share=0.4,
+        deform_share=0.6,
     )
     batches = training.training_batches(faces, config)
     crops, labels, weights = [], [], []
@@ -519,16 +525,18 @@ def test_the_training_pipeline_shows_every_real_face_also_as_a_pseudo_fake(tmp_p
     assert set(low_res_shares) == {0.3}  # and some blend in a face rendered at a lower resolution
     assert set(outline_shares) == {0.5}  # and some reach out to the face's outline
     assert set(soft_shares) == {0.4}  # and some blend in a copy that is only softer
+    assert set(deform_shares) == {0.6}  # and some masks are bent out of shape
 
-    part_shares.clear(), low_res_shares.clear(), outline_shares.clear(), soft_shares.clear()
+    part_shares.clear(), low_res_shares.clear(), outline_shares.clear(), soft_shares.clear(), deform_shares.clear()
     sets = training.validation_sets(faces, 64, seed=1)
     # The scored val pseudo-fakes stay whole-face and as drawn before (one yardstick); the part-only, the
-    # low-resolution, the outline and the softer ones are sets of their own.
-    assert part_shares == [0.0] * 9 + [1.0] * 9 + [0.0] * 27
-    assert low_res_shares == [0.0] * 18 + [1.0] * 9 + [0.0] * 18
-    assert outline_shares == [0.0] * 27 + [1.0] * 9 + [0.0] * 9
-    assert soft_shares == [0.0] * 36 + [1.0] * 9
-    sets_of_pairs = (sets.pseudo, sets.parts, sets.low_res, sets.outline, sets.soft)
+    # low-resolution, the outline, the softer and the bent-mask ones are sets of their own.
+    assert part_shares == [0.0] * 9 + [1.0] * 9 + [0.0] * 36
+    assert low_res_shares == [0.0] * 18 + [1.0] * 9 + [0.0] * 27
+    assert outline_shares == [0.0] * 27 + [1.0] * 9 + [0.0] * 18
+    assert soft_shares == [0.0] * 36 + [1.0] * 9 + [0.0] * 9
+    assert deform_shares == [0.0] * 45 + [1.0] * 9
+    sets_of_pairs = (sets.pseudo, sets.parts, sets.low_res, sets.outline, sets.soft, sets.deformed)
     assert all(len(crops) == 18 for crops, _ in sets_of_pairs)
     assert all(labels.tolist() == [0.0] * 9 + [1.0] * 9 for _, labels in sets_of_pairs[1:])
 
@@ -575,9 +583,9 @@ def test_extra_softer_pseudo_fakes_are_shown_on_top_of_the_others(tmp_path, monk
 
     soft_shares = []
 
-    def spy(image, keypoints, rng, part_share=0.0, low_res_share=0.0, outline_share=0.0, soft_share=0.0):
+    def spy(image, keypoints, rng, part_share=0.0, low_res_share=0.0, outline_share=0.0, soft_share=0.0, **rest):
         soft_shares.append(soft_share)
-        return real_self_blend(image, keypoints, rng, part_share, low_res_share, outline_share, soft_share)
+        return real_self_blend(image, keypoints, rng, part_share, low_res_share, outline_share, soft_share, **rest)
 
     real_self_blend = augmentation.self_blend
     monkeypatch.setattr(augmentation, "self_blend", spy)
@@ -659,12 +667,13 @@ def test_the_training_pipeline_tilts_reframes_and_lights_real_and_fake_faces_ali
 
 def test_the_training_pipeline_blends_other_real_faces_into_some_pseudo_fakes(tmp_path, monkeypatch):
     faces = training.load_faces(tiny_dataset(tmp_path / "tiny"), "train")
-    pairs, outline_shares = [], set()
+    pairs, outline_shares, deform_shares = [], set(), set()
 
-    def spy(image, keypoints, donor, donor_keypoints, rng, part_share=0.0, outline_share=0.0):
+    def spy(image, keypoints, donor, donor_keypoints, rng, part_share=0.0, outline_share=0.0, deform_share=0.0):
         pairs.append((image, donor))
         outline_shares.add(outline_share)
-        return real_blend(image, keypoints, donor, donor_keypoints, rng, part_share, outline_share)
+        deform_shares.add(deform_share)
+        return real_blend(image, keypoints, donor, donor_keypoints, rng, part_share, outline_share, deform_share)
 
     real_blend = augmentation.blend_other_face
     monkeypatch.setattr(augmentation, "blend_other_face", spy)
@@ -684,9 +693,11 @@ def test_the_training_pipeline_blends_other_real_faces_into_some_pseudo_fakes(tm
         dfdc_fake_share=0.0,
         swap_share=0.3,
         outline_share=0.5,
+        deform_share=0.6,
     )
     assert 0.1 < swapped_share(config) < 0.55  # about swap_share (0.3) of the pseudo-fakes
     assert outline_shares == {0.5}  # their masks reach the outline as often as the self-blends' do
+    assert deform_shares == {0.6}  # and are bent out of shape as often
     assert swapped_share(dataclasses.replace(config, swap_share=0.0)) == 0.0
     reals = [faces.contexts[i] for i in np.flatnonzero(faces.labels == 0)]
     for image, donor in pairs:  # a real face of the split, never the face itself
@@ -700,7 +711,7 @@ def test_the_training_pipeline_blends_other_real_faces_into_some_pseudo_fakes(tm
 def unseen_blend(monkeypatch) -> None:
     """Pseudo-fakes whose blend changes nothing but still draws its random numbers, as a real blend does."""
 
-    def unchanged(image, *args):
+    def unchanged(image, *args, **named):
         rng = next(arg for arg in args if isinstance(arg, np.random.Generator))
         rng.random(7)
         return image, np.zeros(image.shape[:2], dtype=np.float32)
@@ -1200,6 +1211,7 @@ def test_label_smoothing_makes_the_loss_least_at_its_drawn_in_labels():
         ("--erase-share", 0.5, "erase_share"),
         ("--soft-share", 0.5, "soft_share"),
         ("--extra-soft-share", 0.25, "extra_soft_share"),
+        ("--deform-share", 0.5, "deform_share"),
         ("--label-smoothing", 0.1, "label_smoothing"),
         ("--sharpness-rho", 0.05, "sharpness_rho"),
         ("--limit", 16, "limit"),
@@ -1232,6 +1244,7 @@ def test_train_refuses_a_label_smoothing_past_one_half(runner, tmp_path):
         "--erase-share",
         "--soft-share",
         "--extra-soft-share",
+        "--deform-share",
     ],
 )
 def test_train_refuses_a_share_outside_0_to_1(runner, tmp_path, flag):
