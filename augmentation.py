@@ -116,9 +116,9 @@ def _drawn_mask(
 def deformed(mask: np.ndarray, keypoints: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """``mask`` warped by a smooth random field, so that its edge wanders in and out along the way
     instead of following an ellipse or a hull: Face X-ray (Li et al., CVPR 2020) bends its landmark
-    hull with a randomly moved grid of points, and Self-Blended Images its with an elastic transform,
-    because a swap's seam follows the outline its landmarks and its own blending give, not a shape
-    drawn by rule. Here a grid of random shifts, one point every DEFORM_WAVELENGTH of the keypoints'
+    hull with a randomly moved grid of points, and Self-Blended Images bends its masks with an elastic
+    transform, because a swap's seam follows the outline its landmarks and its own blending give, not
+    a shape drawn by rule. Here a grid of random shifts, one point every DEFORM_WAVELENGTH of the keypoints'
     span, is smoothly resized to the whole mask, the shifts' spread drawn from DEFORM_AMPLITUDE of
     the span. The edge's softness moves with it, so it too varies along the seam.
 
