@@ -125,7 +125,7 @@ def deformed(mask: np.ndarray, keypoints: np.ndarray, rng: np.random.Generator) 
     Values stay within the mask's own range, and far from the face it stays 0."""
     height, width = mask.shape
     keypoints = np.asarray(keypoints, dtype=np.float32)
-    span = float(np.maximum(keypoints.max(axis=0) - keypoints.min(axis=0), 4.0).mean())
+    span = float(_keypoint_span(keypoints).mean())
     step = span * DEFORM_WAVELENGTH
     grid = (int(np.ceil(height / step)) + 1, int(np.ceil(width / step)) + 1)
     spread = span * rng.uniform(*DEFORM_AMPLITUDE)
@@ -164,7 +164,7 @@ def face_mask(shape: tuple[int, int], keypoints: np.ndarray, rng: np.random.Gene
     height, width = shape
     keypoints = np.asarray(keypoints, dtype=np.float32)
     centre = keypoints.mean(axis=0)
-    span = np.maximum(keypoints.max(axis=0) - keypoints.min(axis=0), 4.0)
+    span = _keypoint_span(keypoints)
     mask = np.zeros((height, width), dtype=np.float32)
     if rng.random() < 0.5:
         angle = _eye_line_angle(keypoints, rng)
@@ -202,7 +202,7 @@ def outline_mask(shape: tuple[int, int], keypoints: np.ndarray, rng: np.random.G
     Edge and blend weight are drawn as in ``face_mask``."""
     height, width = shape
     keypoints = np.asarray(keypoints, dtype=np.float32)
-    span = np.maximum(keypoints.max(axis=0) - keypoints.min(axis=0), 4.0)
+    span = _keypoint_span(keypoints)
     eyes, mouth = keypoints[:2].mean(axis=0), keypoints[3:].mean(axis=0)
     eye_to_mouth = mouth - eyes
     top = eyes - eye_to_mouth * rng.uniform(0.25, 0.45)
@@ -226,7 +226,7 @@ def part_mask(shape: tuple[int, int], keypoints: np.ndarray, rng: np.random.Gene
     blend weight are drawn as in ``face_mask``."""
     height, width = shape
     keypoints = np.asarray(keypoints, dtype=np.float32)
-    span = np.maximum(keypoints.max(axis=0) - keypoints.min(axis=0), 4.0)
+    span = _keypoint_span(keypoints)
     eyes, mouth = keypoints[:2], keypoints[3:]
     angle = _eye_line_angle(keypoints, rng)
     eye_to_mouth = float(np.linalg.norm(mouth.mean(axis=0) - eyes.mean(axis=0)))
@@ -249,6 +249,12 @@ def part_mask(shape: tuple[int, int], keypoints: np.ndarray, rng: np.random.Gene
     mask = np.zeros((height, width), dtype=np.float32)
     cv2.ellipse(mask, (tuple(float(v) for v in centre), (2 * axes[0], 2 * axes[1]), angle), 1.0, thickness=-1)
     return _softened(mask, span, rng)
+
+
+def _keypoint_span(keypoints: np.ndarray) -> np.ndarray:
+    """The width and height of the keypoints' box, at least 4 pixels each: the size of the face every
+    mask is drawn to."""
+    return np.maximum(keypoints.max(axis=0) - keypoints.min(axis=0), 4.0)
 
 
 def _eye_line_angle(keypoints: np.ndarray, rng: np.random.Generator) -> float:
