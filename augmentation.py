@@ -475,14 +475,25 @@ def _scaled(width: int, height: int, factor: float) -> tuple[int, int]:
 def low_quality(image: np.ndarray) -> np.ndarray:
     """The image as a poor video gives it, always the same way: a quarter of its width and height,
     JPEG quality 30. What evaluation measures the false alarms of poor video with."""
-    return jpeg(_shrunk(image, 4), 30)
+    return damaged(image, 4, "jpeg", 30)
 
 
 def low_quality_video(image: np.ndarray) -> np.ndarray:
     """The image as a small face in a re-sent video gives it, always the same way: a third of its width
     and height, H.264 at rate factor 36. What evaluation measures the false alarms of a video codec with:
     JPEG's blocks (`low_quality`) and a codec's smoothing are different damage."""
-    return h264(_shrunk(image, 3), 36)
+    return damaged(image, 3, "h264", 36)
+
+
+def damaged(image: np.ndarray, times: int, codec: str | None = None, level: int = 0) -> np.ndarray:
+    """The image ``times`` smaller on each side (8 pixels at least) and, with ``codec``, coded at that
+    size as a small face in a video is: "jpeg" at quality ``level`` (`jpeg`) or "h264" at rate factor
+    ``level`` (`h264`). Always the same for the same image: evaluation's fixed conditions and its damage
+    ladder are made with it."""
+    if codec not in CODECS:
+        raise ValueError(f"unknown codec {codec!r}: one of {', '.join(str(name) for name in CODECS)}")
+    small = _shrunk(image, times) if times > 1 else image
+    return small if codec is None else CODECS[codec](small, level)
 
 
 def _shrunk(image: np.ndarray, times: int) -> np.ndarray:
@@ -515,6 +526,9 @@ def h264(image: np.ndarray, crf: int) -> np.ndarray:
     decoder = av.CodecContext.create("h264", "r")
     frames = [frame for packet in [*packets, None] for frame in decoder.decode(packet)]
     return frames[0].to_ndarray(format="rgb24")[:height, :width]
+
+
+CODECS = {None: None, "jpeg": jpeg, "h264": h264}  # what `damaged` codes with
 
 
 def jittered_box(box: tuple[int, int, int, int], width: int, height: int, rng: np.random.Generator) -> tuple[int, ...]:

@@ -33,6 +33,20 @@ STANDARD_SETS = ("datasets/dfdc_crops", "../shared/data/videos", "../shared/data
 # each drawn once for each crop from its name; re-encoded as a small face in a video sent on again
 # (`augmentation.low_quality_video`: a third of the size, H.264).
 CONDITIONS = ("as cut", "degraded", "recoloured", "side-lit", "re-encoded")
+# The rungs of `damage_ladder`, each (name, times smaller on each side, codec, quality or rate factor):
+# a small face and a codec's damage apart and together, to tell which of them brings false alarms. The
+# last is the re-encoded condition.
+DAMAGE_LADDER = (
+    ("as cut", 1, None, 0),
+    ("a third of the size", 3, None, 0),
+    ("a third, JPEG quality 40", 3, "jpeg", 40),
+    ("a third, JPEG quality 20", 3, "jpeg", 20),
+    ("full size, H.264 rate factor 36", 1, "h264", 36),
+    ("a half, H.264 rate factor 30", 2, "h264", 30),
+    ("a third, H.264 rate factor 26", 3, "h264", 26),
+    ("a third, H.264 rate factor 31", 3, "h264", 31),
+    ("a third, H.264 rate factor 36", 3, "h264", 36),
+)
 
 
 @dataclass(frozen=True)
@@ -140,10 +154,7 @@ def evaluate_dataset(
     """
     if condition not in CONDITIONS:
         raise ValueError(f"unknown condition {condition!r}: one of {', '.join(CONDITIONS)}")
-    with (dataset / training.LABELS_FILE).open(newline="") as handle:
-        rows = [row for row in csv.DictReader(handle) if split is None or row["split"] == split]
-    if not rows:
-        raise ValueError(f"{dataset / training.LABELS_FILE} has no crops in split {split!r}")
+    rows = _rows(dataset, split)
     predictions, flagged = [], 0
     for batch in pipeline.batches(rows, 256):
         images = [_as_seen(face.read_image(dataset / row["crop"]), row["crop"], condition) for row in batch]
@@ -179,6 +190,71 @@ def evaluate_dataset(
         "video_level": video_level,
         "per_group": _per_group(rows, labels, [p.label == custom_vision.DEEPFAKE for p in predictions], scores),
     }
+
+
+def _rows(dataset: Path, split: str | None) -> list[dict]:
+    """The labels.csv rows of ``split`` (every row when None); an error when there are none."""
+    with (dataset / training.LABELS_FILE).open(newline="") as handle:
+        rows = [row for row in csv.DictReader(handle) if split is None or row["split"] == split]
+    if not rows:
+        raise ValueError(f"{dataset / training.LABELS_FILE} has no crops in split {split!r}")
+    return rows
+
+
+def damage_ladder(
+    dataset: Path,
+    classifier,
+    split: str | None = "val",
+    progress: Callable[[int], None] | None = None,
+) -> dict:
+    """Which damage brings false alarms: every crop of ``split`` scored on each rung of DAMAGE_LADDER
+    (shrunk, then coded as JPEG or H.264 or not at all; `augmentation.damaged`), with each rung's ROC
+    AUC and false alarms. The last rung is the re-encoded condition of `evaluate_dataset`. ``progress``
+    is called with the crops scored since its last call."""
+    rows = _rows(dataset, split)
+    labels = np.array([row["label"] == "fake" for row in rows])
+    crops = [face.read_image(dataset / row["crop"]) for row in rows]
+    rungs = []
+    for name, times, codec, level in DAMAGE_LADDER:
+        predictions = []
+        for batch in pipeline.batches(crops, 256):
+            predictions += classifier.classify([augmentation.damaged(crop, times, codec, level) for crop in batch])
+            if progress:
+                progress(len(batch))
+        scores = np.array([p.deepfake_probability for p in predictions])
+        figures = metrics.binary_metrics(labels, scores, [p.label == custom_vision.DEEPFAKE for p in predictions])
+        rungs.append(
+            {
+                "damage": name,
+                "times_smaller": times,
+                "codec": codec,
+                "level": level,
+                **{key: figures[key] for key in ("count", "roc_auc", "roc_auc_ci95", "false_alarms")},
+                "mean_real": _mean(scores[~labels]),  # the mean P(DeepFake) of the real crops
+                "mean_fake": _mean(scores[labels]),
+            }
+        )
+    return {"classifier": classifier.name, "dataset": str(dataset), "split": split, "rungs": rungs}
+
+
+def _mean(values: np.ndarray) -> float | None:
+    return round(float(values.mean()), 4) if len(values) else None
+
+
+def ladder_summary(report: dict) -> str:
+    """The text form of `damage_ladder`: one line a rung."""
+    lines = [f"{report['dataset']} {report['split'] or 'all'}, classifier {report['classifier']}:"]
+    for rung in report["rungs"]:
+        auc = "n/a" if rung["roc_auc"] is None else f"{rung['roc_auc']:.3f}"
+        if rung["roc_auc_ci95"]:
+            auc += f" [{rung['roc_auc_ci95'][0]:.3f}, {rung['roc_auc_ci95'][1]:.3f}]"
+        alarms = "n/a" if rung["false_alarms"] is None else f"{rung['false_alarms']:.1%}"
+        means = " ".join(
+            f"{kind} {'n/a' if rung[f'mean_{kind}'] is None else format(rung[f'mean_{kind}'], '.3f')}"
+            for kind in ("real", "fake")
+        )
+        lines.append(f"  {rung['damage']:<36} ROC AUC {auc:<22} false alarms {alarms:<6} mean P(DeepFake): {means}")
+    return "\n".join(lines)
 
 
 def evaluate_videos(

@@ -450,6 +450,20 @@ def test_low_quality_video_is_a_third_of_the_crop_through_h264():
     assert np.array_equal(coded, augmentation.h264(third, 36)) and not np.array_equal(coded, third)
 
 
+def test_damaged_shrinks_then_codes_as_asked():
+    crop = face_image()[150:330, 170:350]
+    assert np.array_equal(augmentation.damaged(crop, 1), crop)  # no damage asked, none done
+    third = cv2.resize(crop, (60, 60), interpolation=cv2.INTER_AREA)
+    assert np.array_equal(augmentation.damaged(crop, 3), third)
+    assert np.array_equal(augmentation.damaged(crop, 3, "jpeg", 40), augmentation.jpeg(third, 40))
+    assert np.array_equal(augmentation.damaged(crop, 1, "h264", 36), augmentation.h264(crop, 36))
+    assert np.array_equal(augmentation.damaged(crop, 4, "jpeg", 30), augmentation.low_quality(crop))
+    worse = [np.abs(augmentation.damaged(crop, 3, "h264", crf).astype(int) - third).mean() for crf in (20, 36, 48)]
+    assert worse == sorted(worse) and worse[0] < worse[-1]  # a higher rate factor, more damage
+    with pytest.raises(ValueError, match="unknown codec 'vp9'"):
+        augmentation.damaged(crop, 2, "vp9", 30)
+
+
 def test_a_jittered_box_stays_near_the_box_and_inside_the_image():
     box = (10, 20, 110, 140)
     for seed in range(50):

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 import augmentation
+import evaluation
 import face
 import metrics
 import model
@@ -898,26 +899,38 @@ class BrightnessClassifier:
         ]
 
 
-def test_evaluate_on_a_case_known_by_hand(runner, app, tmp_path):
-    folder = tmp_path / "known"
+# (label, red value, group, source) of the crops of `known_dataset`: with BrightnessClassifier P(DeepFake) = red / 255
+KNOWN_CASES = [
+    ("fake", 230, "g1", "v1"),
+    ("fake", 200, "g1", "v1"),
+    ("fake", 60, "g2", "v2"),
+    ("real", 30, "g1", "v3"),
+    ("real", 150, "g2", "v4"),
+    ("real", 20, "g2", "v4"),
+]
+
+
+def known_dataset(folder: Path, texture: float = 0.0) -> tuple[Path, list[np.ndarray]]:
+    """A build-dataset folder of KNOWN_CASES' 40 x 40 crops in its test split, each all red at its red
+    value, with ``texture`` the spread of a fixed random pattern about it; and the crops."""
     (folder / "crops").mkdir(parents=True)
-    # (label, red value, group, source): P(DeepFake) = red / 255
-    cases = [
-        ("fake", 230, "g1", "v1"),
-        ("fake", 200, "g1", "v1"),
-        ("fake", 60, "g2", "v2"),
-        ("real", 30, "g1", "v3"),
-        ("real", 150, "g2", "v4"),
-        ("real", 20, "g2", "v4"),
-    ]
+    pattern = np.random.default_rng(0).normal(0.0, texture, size=(40, 40))
+    images = []
     with (folder / "labels.csv").open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(training.LABEL_COLUMNS)
-        for index, (label, red, group, source) in enumerate(cases):
+        for index, (label, red, group, source) in enumerate(KNOWN_CASES):
             image = np.zeros((40, 40, 3), dtype=np.uint8)
-            image[..., 0] = red
+            image[..., 0] = np.clip(np.rint(red + pattern), 0, 255)
             cv2.imwrite(str(folder / "crops" / f"{index}.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
             writer.writerow((f"crops/{index}.png", label, group, "test", source, 0))
+            images.append(image)
+    return folder, images
+
+
+def test_evaluate_on_a_case_known_by_hand(runner, app, tmp_path):
+    folder, _ = known_dataset(tmp_path / "known")
+    cases = KNOWN_CASES
     app.extensions["deepfake"].classifier = BrightnessClassifier()
     result = runner.invoke(args=["evaluate", str(folder), "--json", "-"])
     assert result.exit_code == 0, result.output
@@ -977,6 +990,57 @@ def test_evaluate_on_a_case_known_by_hand(runner, app, tmp_path):
     ece = side_lit["crop_level"]["calibration"]["ece"]  # the exact scores, not only their order
     assert ece == pytest.approx(metrics.calibration(np.array(labels), np.array(lit))["ece"], abs=1e-4)
     assert ece != pytest.approx(crops["calibration"]["ece"], abs=1e-3)
+
+
+class SizeRecorder(BrightnessClassifier):
+    """BrightnessClassifier, keeping the size of every crop it is given."""
+
+    def __init__(self):
+        self.sizes = []
+
+    def classify(self, images):
+        self.sizes += [image.shape[:2] for image in images]
+        return super().classify(images)
+
+
+def test_probe_damage_scores_every_rung_as_the_crops_damaged_by_hand(runner, app, tmp_path):
+    folder, images = known_dataset(tmp_path / "known", texture=40.0)
+    classifier = SizeRecorder()
+    app.extensions["deepfake"].classifier = classifier
+    result = runner.invoke(args=["probe-damage", str(folder), "--split", "test", "--json", "-"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output[result.output.index("{") :])
+    assert report["split"] == "test" and report["classifier"] == "brightness"
+    assert [rung["damage"] for rung in report["rungs"]] == [name for name, *_ in evaluation.DAMAGE_LADDER]
+    labels = np.array([label == "fake" for label, *_ in KNOWN_CASES])
+    means = set()
+    for rung, (name, times, codec, level) in zip(report["rungs"], evaluation.DAMAGE_LADDER, strict=True):
+        scores = np.array([augmentation.damaged(image, times, codec, level)[..., 0].mean() / 255 for image in images])
+        assert rung["roc_auc"] == pytest.approx(metrics.roc_auc(labels, scores), abs=1e-4), name
+        assert rung["false_alarms"] == pytest.approx(np.mean(scores[~labels] >= 0.5), abs=1e-4), name
+        assert rung["count"] == 6 and (rung["times_smaller"], rung["codec"], rung["level"]) == (times, codec, level)
+        assert rung["mean_real"] == pytest.approx(scores[~labels].mean(), abs=1e-4), name
+        assert rung["mean_fake"] == pytest.approx(scores[labels].mean(), abs=1e-4), name
+        assert f"{name:<36} ROC AUC" in result.output
+        means.add(rung["mean_real"])
+    assert len(means) == len(evaluation.DAMAGE_LADDER)  # the textured crops come out of each rung differently
+    assert {size for size in classifier.sizes} == {(40, 40), (20, 20), (13, 13)}  # as cut, a half, a third
+
+    # The last rung is evaluate's re-encoded condition.
+    app.extensions["deepfake"].classifier = BrightnessClassifier()
+    evaluated = runner.invoke(args=["evaluate", str(folder), "--json", "-"])
+    re_encoded = json.loads(evaluated.output[evaluated.output.index("{") :])["sets"][-1]
+    assert re_encoded["condition"] == "re-encoded"
+    assert report["rungs"][-1]["roc_auc"] == re_encoded["crop_level"]["roc_auc"]
+    assert report["rungs"][-1]["false_alarms"] == re_encoded["crop_level"]["false_alarms"]
+
+
+def test_probe_damage_refuses_a_split_without_crops(runner, app, tmp_path):
+    folder, _ = known_dataset(tmp_path / "known")
+    app.extensions["deepfake"].classifier = BrightnessClassifier()
+    result = runner.invoke(args=["probe-damage", str(folder)])  # the default split, val, is empty here
+    assert result.exit_code != 0
+    assert "has no crops in split 'val'" in result.output
 
 
 def test_upload_to_custom_vision_creates_tags_and_uploads_train_and_val(runner, app, tmp_path, fake_azure):
