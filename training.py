@@ -591,7 +591,9 @@ class ValidationSets:
     real face blended in (``swapped``), against pseudo-fakes whose seam runs where a swap's does,
     round the face's outline (``outline``), against pseudo-fakes that blend in a copy only made softer
     (``soft``), and against pseudo-fakes whose masks are bent out of shape (``deformed``). Each is
-    (crops, labels)."""
+    (crops, labels). Also reported, not scored: the val crops re-encoded as a small face in a video sent on
+    again (``re_encoded``: `augmentation.low_quality_video`, evaluate's re-encoded condition), where the
+    false alarms come from."""
 
     dfdc: tuple[np.ndarray, np.ndarray]
     pseudo: tuple[np.ndarray, np.ndarray]
@@ -604,6 +606,7 @@ class ValidationSets:
     outline: tuple[np.ndarray, np.ndarray]
     soft: tuple[np.ndarray, np.ndarray]
     deformed: tuple[np.ndarray, np.ndarray]
+    re_encoded: tuple[np.ndarray, np.ndarray]
 
 
 def validation_sets(faces: Faces, size: int, seed: int) -> ValidationSets:
@@ -619,6 +622,7 @@ def validation_sets(faces: Faces, size: int, seed: int) -> ValidationSets:
         return np.stack(crops), np.repeat(np.array([0.0, 1.0], dtype=np.float32), len(reals))
 
     degraded = np.stack([model.resize(augmentation.low_quality(crop), size) for crop in as_cut])
+    re_encoded = np.stack([model.resize(augmentation.low_quality_video(crop), size) for crop in as_cut])
     colours = np.random.default_rng([seed, 2])
     recoloured = np.stack([model.resize(augmentation.recolour(crop, colours), size) for crop in as_cut])
     posing = np.random.default_rng([seed, 3])
@@ -635,6 +639,7 @@ def validation_sets(faces: Faces, size: int, seed: int) -> ValidationSets:
         outline=against_pseudo_fakes(np.random.default_rng([seed, 6]), part_share=0.0, outline_share=1.0),
         soft=against_pseudo_fakes(np.random.default_rng([seed, 7]), part_share=0.0, soft_share=1.0),
         deformed=against_pseudo_fakes(np.random.default_rng([seed, 8]), part_share=0.0, deform_share=1.0),
+        re_encoded=(re_encoded, faces.labels),
     )
 
 
@@ -653,6 +658,7 @@ VAL_SETS = (
     "outline",
     "soft",
     "deformed",
+    "re_encoded",
 )
 # The sets of the val split's real faces followed by a pseudo-fake of each, in the same order
 # (`validation_sets`); the others hold every val face in order.
@@ -679,9 +685,9 @@ def val_figures(sets: ValidationSets, scores: dict[str, np.ndarray]) -> dict:
     the score left out the recoloured set and until stage 37 the tilted and side-lit one
     (`val_score_without_colours` and `val_score_without_light_and_pose` keep those yardsticks). The
     ROC AUCs against part-of-the-face, low-resolution, other-face, outline, softer and bent-mask
-    pseudo-fakes are reported beside them, not scored."""
+    pseudo-fakes, and on the re-encoded val crops, are reported beside them, not scored."""
     figures = {f"val_auc_{name}": metrics.roc_auc(getattr(sets, name)[1], scores[name]) for name in scores}
-    for name in ("degraded", "recoloured", "light_and_pose"):
+    for name in ("degraded", "recoloured", "light_and_pose", "re_encoded"):
         real = getattr(sets, name)[1] == 0
         figures[f"val_{name}_false_alarms"] = float((scores[name][real] >= 0.5).mean())
     # Without fakes in val (tiny sets) the pseudo-fakes alone pick the epoch.

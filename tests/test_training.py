@@ -427,6 +427,26 @@ def test_probe_blends_damages_every_real_crop_and_every_blend_alike(runner, tmp_
         training.probe_blends(dataset, [tmp_path / "m.keras"], condition="blurry")
 
 
+def test_the_val_sets_hold_the_val_crops_re_encoded_reported_not_scored(tmp_path):
+    faces = training.load_faces(tiny_dataset(tmp_path / "tiny"), "val")
+    sets = training.validation_sets(faces, 32, seed=1)
+    as_cut = [faces.crop(i, training.REAL, None, None, False) for i in range(len(faces))]
+    crops, labels = sets.re_encoded
+    assert np.array_equal(crops, np.stack([model.resize(augmentation.low_quality_video(c), 32) for c in as_cut]))
+    assert np.array_equal(labels, faces.labels) and not np.array_equal(crops, sets.dfdc[0])
+
+    rng = np.random.default_rng(2)
+    scores = {name: rng.uniform(0, 1, len(getattr(sets, name)[1])) for name in training.VAL_SETS}
+    scores["re_encoded"] = np.where(labels == 1, 0.9, np.tile([0.7, 0.2], len(labels))[: len(labels)])
+    figures = training.val_figures(sets, scores)
+    reals = scores["re_encoded"][labels == 0]
+    assert figures["val_re_encoded_false_alarms"] == pytest.approx(np.mean(reals >= 0.5), abs=1e-4)
+    assert 0 < figures["val_re_encoded_false_alarms"] < 1 and figures["val_auc_re_encoded"] == 1.0
+    scores["re_encoded"] = 1 - scores["re_encoded"]
+    changed = training.val_figures(sets, scores)
+    assert changed["val_auc_re_encoded"] == 0.0 and changed["val_score"] == figures["val_score"]  # not scored
+
+
 def test_the_paired_bootstrap_resamples_whole_groups():
     """Faces of one group are alike, so they are drawn together: with a single group every resample
     is that group and the interval has no width."""
