@@ -1044,7 +1044,7 @@ def test_probe_damage_scores_every_rung_as_the_crops_damaged_by_hand(runner, app
         assert f"{name:<36} ROC AUC" in result.output
         means.add(rung["mean_real"])
     assert len(means) == len(evaluation.DAMAGE_LADDER)  # the textured crops come out of each rung differently
-    assert {size for size in classifier.sizes} == {(40, 40), (20, 20), (13, 13)}  # as cut, a half, a third
+    assert set(classifier.sizes) == {(40, 40), (20, 20), (13, 13)}  # as cut, a half, a third
 
     # The last rung is evaluate's re-encoded condition.
     app.extensions["deepfake"].classifier = BrightnessClassifier()
