@@ -245,16 +245,26 @@ def ladder_summary(report: dict) -> str:
     """The text form of `damage_ladder`: one line a rung."""
     lines = [f"{report['dataset']} {report['split'] or 'all'}, classifier {report['classifier']}:"]
     for rung in report["rungs"]:
-        auc = "n/a" if rung["roc_auc"] is None else f"{rung['roc_auc']:.3f}"
-        if rung["roc_auc_ci95"]:
-            auc += f" [{rung['roc_auc_ci95'][0]:.3f}, {rung['roc_auc_ci95'][1]:.3f}]"
-        alarms = "n/a" if rung["false_alarms"] is None else f"{rung['false_alarms']:.1%}"
-        means = " ".join(
-            f"{kind} {'n/a' if rung[f'mean_{kind}'] is None else format(rung[f'mean_{kind}'], '.3f')}"
-            for kind in ("real", "fake")
+        alarms = _shown(rung["false_alarms"], ".1%")
+        means = f"real {_shown(rung['mean_real'], '.3f')} fake {_shown(rung['mean_fake'], '.3f')}"
+        lines.append(
+            f"  {rung['damage']:<36} ROC AUC {_auc_text(rung):<22} false alarms {alarms:<6} mean P(DeepFake): {means}"
         )
-        lines.append(f"  {rung['damage']:<36} ROC AUC {auc:<22} false alarms {alarms:<6} mean P(DeepFake): {means}")
     return "\n".join(lines)
+
+
+def _shown(value: float | None, spec: str) -> str:
+    """``value`` formatted by ``spec``, or n/a when there is none."""
+    return "n/a" if value is None else format(value, spec)
+
+
+def _auc_text(figures: dict) -> str:
+    """A ROC AUC with its bootstrap 95% interval, when it has one: 0.897 [0.885, 0.908]."""
+    text = _shown(figures["roc_auc"], ".3f")
+    if figures["roc_auc_ci95"]:
+        low, high = figures["roc_auc_ci95"]
+        text += f" [{low:.3f}, {high:.3f}]"
+    return text
 
 
 def evaluate_videos(
@@ -345,10 +355,8 @@ def summary(evaluation: dict) -> str:
     lines = [f"classifier: {evaluation['classifier']}", header, "-" * len(header)]
     for report in evaluation["sets"]:
         unit, m = headline(report)
-        auc = "n/a" if m["roc_auc"] is None else f"{m['roc_auc']:.3f}"
-        if m["roc_auc_ci95"]:
-            auc += f" [{m['roc_auc_ci95'][0]:.3f}, {m['roc_auc_ci95'][1]:.3f}]"
-        accuracy = "n/a" if m["accuracy"] is None else f"{m['accuracy']:.3f}"
+        auc = _auc_text(m)
+        accuracy = _shown(m["accuracy"], ".3f")
         reals = m["confusion"]["false_fake"] + m["confusion"]["true_real"]
         alarms = (
             "n/a" if m["false_alarms"] is None else f"{m['false_alarms']:.1%} ({m['confusion']['false_fake']}/{reals})"
