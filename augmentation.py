@@ -490,8 +490,8 @@ def damaged(image: np.ndarray, times: int, codec: str | None = None, level: int 
     size as a small face in a video is: "jpeg" at quality ``level`` (`jpeg`) or "h264" at rate factor
     ``level`` (`h264`). Always the same for the same image: evaluation's fixed conditions and its damage
     ladder are made with it."""
-    if codec not in CODECS:
-        raise ValueError(f"unknown codec {codec!r}: one of {', '.join(str(name) for name in CODECS)}")
+    if codec is not None and codec not in CODECS:
+        raise ValueError(f"unknown codec {codec!r}: one of None, {', '.join(CODECS)}")
     small = _shrunk(image, times) if times > 1 else image
     return small if codec is None else CODECS[codec](small, level)
 
@@ -528,7 +528,7 @@ def h264(image: np.ndarray, crf: int) -> np.ndarray:
     return frames[0].to_ndarray(format="rgb24")[:height, :width]
 
 
-CODECS = {None: None, "jpeg": jpeg, "h264": h264}  # what `damaged` codes with
+CODECS = {"jpeg": jpeg, "h264": h264}  # what `damaged` codes with (None: not coded)
 
 
 def jittered_box(box: tuple[int, int, int, int], width: int, height: int, rng: np.random.Generator) -> tuple[int, ...]:

@@ -950,7 +950,6 @@ def known_dataset(folder: Path, texture: float = 0.0) -> tuple[Path, list[np.nda
 
 def test_evaluate_on_a_case_known_by_hand(runner, app, tmp_path):
     folder, _ = known_dataset(tmp_path / "known")
-    cases = KNOWN_CASES
     app.extensions["deepfake"].classifier = BrightnessClassifier()
     result = runner.invoke(args=["evaluate", str(folder), "--json", "-"])
     assert result.exit_code == 0, result.output
@@ -985,7 +984,7 @@ def test_evaluate_on_a_case_known_by_hand(runner, app, tmp_path):
     def by_hand(change, prefix: str) -> list[float]:
         """P(DeepFake) of each case's crop after ``change``, drawn from sha256 of ``prefix`` + its name."""
         scores = []
-        for index, (_, red, _, _) in enumerate(cases):
+        for index, (_, red, _, _) in enumerate(KNOWN_CASES):
             image = np.zeros((40, 40, 3), dtype=np.uint8)
             image[..., 0] = red
             seed = int.from_bytes(hashlib.sha256(f"{prefix}crops/{index}.png".encode()).digest()[:8], "big")
@@ -995,11 +994,11 @@ def test_evaluate_on_a_case_known_by_hand(runner, app, tmp_path):
     # Recoloured: each crop in the colours drawn from its name, the same in every run.
     assert recoloured["condition"] == "recoloured" and recoloured["name"] == "known test, recoloured"
     expected = by_hand(augmentation.recolour, "")
-    labels = [label == "fake" for label, *_ in cases]
+    labels = [label == "fake" for label, *_ in KNOWN_CASES]
     assert recoloured["crop_level"]["roc_auc"] == pytest.approx(
         metrics.roc_auc(np.array(labels), np.array(expected)), abs=1e-4
     )
-    assert expected != [red / 255 for _, red, _, _ in cases]
+    assert expected != [red / 255 for _, red, _, _ in KNOWN_CASES]
 
     # Side-lit: each crop lit from the side its name draws.
     assert side_lit["condition"] == "side-lit" and side_lit["name"] == "known test, side-lit"
