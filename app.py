@@ -352,14 +352,26 @@ def recipe_option(flags: str, help: str | None = None, value_type: click.ParamTy
 )
 @recipe_option("--learning-rate", value_type=float)
 @recipe_option("--limit", "Use at most this many crops per split (for quick trials; 0: all).", value_type=int)
-def train_command(dataset: Path, out: Path | None, **options) -> None:
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Go on with the training stopped between epochs in OUT, from its last epoch done "
+    "(give the options it was started with).",
+)
+def train_command(dataset: Path, out: Path | None, resume: bool, **options) -> None:
     """Train the local classifier on DATASET's train split (val picks the epoch and calibrates it);
-    write it to models/."""
+    write it to models/. What it needs to go on is kept after each epoch: a training stopped
+    between epochs goes on with --resume."""
     out = out or services().settings.local_model_path.parent
     config = training.TrainConfig(**{**options, "init": options["init"] or ""})
     try:
         metrics = training.train(
-            dataset, out, config, model_name=services().settings.local_model_path.name, progress=click.echo
+            dataset,
+            out,
+            config,
+            model_name=services().settings.local_model_path.name,
+            progress=click.echo,
+            resume=resume,
         )
     except ValueError as error:
         raise click.ClickException(str(error)) from error

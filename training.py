@@ -26,6 +26,7 @@ import model
 import pipeline
 import sharpness
 import tf_runtime
+from unfinished_training import UnfinishedTraining
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,7 @@ DETECT_BATCH = 32
 # The face region kept around each crop (the MTCNN box grown this much about its centre), so that
 # pseudo-fakes can be blended from the whole face and the crop cut from the blend afterwards.
 CONTEXT_SCALE = 1.6
+UNFINISHED_FOLDER = "unfinished"  # in train's out folder: what a stopped training goes on from (`UnfinishedTraining`)
 
 
 @dataclass(frozen=True)
@@ -498,9 +500,10 @@ def epoch_plan(faces: Faces, config: TrainConfig, rng: np.random.Generator) -> l
     return plan
 
 
-def training_batches(faces: Faces, config: TrainConfig, workers: int = 2) -> Iterator[tuple]:
+def training_batches(faces: Faces, config: TrainConfig, workers: int = 2, skip: int = 0) -> Iterator[tuple]:
     """Endless (crops, labels, sample weights) batches, epoch after epoch, each epoch with new
-    pseudo-fakes and degradations. Sample weights give the fakes ``fake_weight`` of the loss, however
+    pseudo-fakes and degradations; the first ``skip`` batches are passed over without being made (a
+    resumed training has shown them). Sample weights give the fakes ``fake_weight`` of the loss, however
     many of them the epoch holds. With ``xray_weight`` the labels and the weights are pairs: beside
     the labels, each crop's face X-ray at `xray_size` (`Faces.crop_and_xray`), weighed 1 for real
     faces and pseudo-fakes and 0 for the dataset's fakes, whose blend masks are unknown."""
@@ -521,7 +524,11 @@ def training_batches(faces: Faces, config: TrainConfig, workers: int = 2) -> Ite
             views = int(rng.integers(2**63)) if config.paired_views else None  # no draw when not paired
             for start in range(0, len(plan), config.batch_size):
                 batch = plan[start : start + config.batch_size]
-                crop_seeds = np.random.SeedSequence(rng.integers(2**63)).spawn(len(batch))
+                batch_seed = rng.integers(2**63)
+                if skip:
+                    skip -= 1
+                    continue
+                crop_seeds = np.random.SeedSequence(batch_seed).spawn(len(batch))
                 made = list(
                     pool.map(
                         lambda item, views=views: faces.crop_and_xray(
@@ -768,16 +775,24 @@ def train(
     *,
     model_name: str = "deepfake_crop_cnn.keras",
     progress: Callable[[str], None] | None = None,
+    resume: bool = False,
 ) -> dict:
     """Train the local network on the `train` split, choosing the epoch on `val` (see `validate`),
     calibrate it on `val` (see `metrics.fit_temperature`), and write ``out/<model_name>`` and
-    ``out/metrics.json``. The test split is not touched."""
+    ``out/metrics.json``. The test split is not touched.
+
+    After each epoch it keeps what it needs to go on in ``out/unfinished`` (`UnfinishedTraining`);
+    with ``resume`` a training stopped between epochs goes on from its last epoch done, on the same
+    examples and learning rates as if it had not stopped (the dropout masks differ)."""
     tf = tf_runtime.load()
     import keras
 
     say = progress or log.info
     entropy = stream_entropy(config)
-    keras.utils.set_random_seed(int(np.random.SeedSequence(entropy).generate_state(1)[0]))
+    unfinished = UnfinishedTraining(out / UNFINISHED_FOLDER)
+    resumed = unfinished.to_resume(config, entropy, resume)
+    epochs_done = resumed["epochs_done"] if resumed else 0
+    keras.utils.set_random_seed(int(np.random.SeedSequence([*entropy, epochs_done]).generate_state(1)[0]))
     network = model.build(config.input_size, config.widths, stem=config.stem, dropout=config.dropout)
     if config.init:
         start = keras.models.load_model(config.init, compile=False)
@@ -788,13 +803,14 @@ def train(
                 f"asked for: {config.widths}); train with its widths, or widen it first (widen-model)"
             )
         network.set_weights(weights)
-    started = time.perf_counter()
+    loading = time.perf_counter()
+    started = loading - (resumed["seconds"] if resumed else 0)  # the seconds of the runs before count
     train_faces = load_faces(dataset, "train", config.limit)
     val_faces = load_faces(dataset, "val", config.limit)
     if len(val_faces) == 0 or len(set(train_faces.labels)) < 2 or not (val_faces.labels == 0).any():
         raise ValueError(f"{dataset} needs real and fake crops in its train split and real crops in its val split")
     sets = validation_sets(val_faces, config.input_size, config.seed)
-    say(f"loaded {len(train_faces)} train and {len(val_faces)} val faces in {time.perf_counter() - started:.0f}s")
+    say(f"loaded {len(train_faces)} train and {len(val_faces)} val faces in {time.perf_counter() - loading:.0f}s")
 
     examples = len(epoch_plan(train_faces, config, np.random.default_rng(config.seed)))
     steps = int(np.ceil(examples / config.batch_size))
@@ -816,16 +832,21 @@ def train(
     if config.sharpness_rho:  # the same layers again, stepped sharpness-aware
         trainee = sharpness.sharpness_aware(trainee, config.sharpness_rho)
     trainee.compile(optimizer=optimizer, **losses)
-    train_data = tf.data.Dataset.from_generator(
-        lambda: training_batches(train_faces, config), output_signature=signature
-    ).prefetch(4)
-    out.mkdir(parents=True, exist_ok=True)
-    checkpoint = out / "best.weights.h5"
     history = []
     best_scores = {}  # the val scores of the best epoch so far, for the calibration
-    if config.init:
+    resumed_after = []  # the epochs done when a run resumed
+    if resumed:
+        trainee.optimizer.build(trainee.trainable_variables)  # its variables exist before they are loaded
+        trainee.load_weights(unfinished.weights(epochs_done))
+        history, resumed_after = resumed["history"], [*resumed["resumed_after"], epochs_done]
+        best_scores.update(unfinished.best_scores(resumed["best_epoch"]))
+        say(f"resuming at epoch {epochs_done + 1}/{config.epochs} from {unfinished.folder}")
+    elif config.init:
         history.append({"epoch": 0, **validate(network, sets)})
         say("before training: " + ", ".join(f"{k} {v}" for k, v in history[-1].items() if k != "epoch"))
+    train_data = tf.data.Dataset.from_generator(
+        lambda: training_batches(train_faces, config, skip=epochs_done * steps), output_signature=signature
+    ).prefetch(4)
 
     class Report(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
@@ -837,19 +858,36 @@ def train(
                 **val_figures(sets, scores),
                 "seconds": round(time.perf_counter() - started),
             }
-            if all(figures["val_score"] > row["val_score"] for row in history if row["epoch"] > 0):
-                network.save_weights(checkpoint)
-                best_scores.update(scores)
             history.append(figures)
+            if best_of(history) is figures:  # better than every epoch before (a tie keeps the earlier)
+                unfinished.keep_best(network, scores, epoch + 1)
+                best_scores.update(scores)
+            state = {
+                "config": dataclasses.asdict(config),
+                "stream_entropy": entropy,
+                "epochs_done": epoch + 1,
+                "best_epoch": best_of(history)["epoch"],
+                "history": history,
+                "seconds": figures["seconds"],
+                "resumed_after": resumed_after,
+            }
+            unfinished.save(trainee, state)
             say(
                 f"epoch {epoch + 1}/{config.epochs}: "
                 + ", ".join(f"{k} {v}" for k, v in figures.items() if k != "epoch")
             )
 
-    trainee.fit(train_data, epochs=config.epochs, steps_per_epoch=steps, callbacks=[Report()], shuffle=False, verbose=0)
-    network.load_weights(checkpoint)
-    checkpoint.unlink()
-    best = max((row for row in history if row["epoch"] > 0), key=lambda row: row["val_score"])
+    trainee.fit(
+        train_data,
+        epochs=config.epochs,
+        initial_epoch=epochs_done,
+        steps_per_epoch=steps,
+        callbacks=[Report()],
+        shuffle=False,
+        verbose=0,
+    )
+    best = best_of(history)
+    network.load_weights(unfinished.best_weights(best["epoch"]))
 
     shipped = model.build(config.input_size, config.widths, stem=config.stem, dropout=config.dropout)
     shipped.set_weights(network.get_weights())  # no optimizer state: a third of the size
@@ -865,11 +903,18 @@ def train(
         "best": best,
         **calibration,
         "history": history,
+        "resumed_after_epochs": resumed_after,
         "train_seconds": round(time.perf_counter() - started, 1),
     }
     (out / "metrics.json").write_text(json.dumps(report, indent=2))
+    unfinished.remove()
     say(f"wrote {out / model_name} and {out / 'metrics.json'}")
     return report
+
+
+def best_of(history: list[dict]) -> dict:
+    """The row of ``history`` of the trained epoch (not the starting model's, epoch 0) with the best val score."""
+    return max((row for row in history if row["epoch"] > 0), key=lambda row: row["val_score"])
 
 
 def crop_loss(config: TrainConfig):

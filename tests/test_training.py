@@ -160,6 +160,80 @@ def test_train_writes_a_model_that_classifier_local_then_uses(runner, tmp_path, 
     assert crop["probabilities"][DEEPFAKE] + crop["probabilities"][REAL] == pytest.approx(1.0, abs=1e-3)
 
 
+class StoppedError(Exception):
+    """What stops a training in a test, as a kill or a session's end would."""
+
+
+def stopping_after(epochs: int):
+    """A train progress callback that stops the training once epoch ``epochs`` is reported."""
+
+    def progress(line: str) -> None:
+        if line.startswith(f"epoch {epochs}/"):
+            raise StoppedError(line)
+
+    return progress
+
+
+def without_seconds(history: list[dict]) -> list[dict]:
+    return [{key: value for key, value in row.items() if key != "seconds"} for row in history]
+
+
+def test_a_stopped_training_resumes_where_it_stopped_as_if_it_had_not_stopped(tmp_path):
+    import keras
+
+    dataset = tiny_dataset(tmp_path / "tiny")
+    # Three steps an epoch; no dropout, whose masks are the one thing a resumed training draws anew.
+    config = training.TrainConfig(input_size=32, widths=(8,) * 5, epochs=3, batch_size=8, dropout=0.0)
+    whole = training.train(dataset, tmp_path / "whole", config, progress=lambda line: None)
+    stopped = tmp_path / "stopped"
+    with pytest.raises(StoppedError):
+        training.train(dataset, stopped, config, progress=stopping_after(2))
+    state = json.loads((stopped / "unfinished" / "state.json").read_text())
+    assert state["epochs_done"] == 2 and [row["epoch"] for row in state["history"]] == [1, 2]
+    best = state["best_epoch"]
+    kept = sorted(path.name for path in (stopped / "unfinished").iterdir())
+    assert kept == sorted([f"best-{best}.scores.npz", f"best-{best}.weights.h5", "epoch-2.weights.h5", "state.json"])
+
+    lines = []
+    resumed = training.train(dataset, stopped, config, progress=lines.append, resume=True)
+    assert any(line.startswith("resuming at epoch 3/3") for line in lines)
+    assert [line.split(":")[0] for line in lines if line.startswith("epoch ")] == ["epoch 3/3"]
+    # The third epoch's loss and val figures too: the same examples, learning rates and optimiser state.
+    assert without_seconds(resumed["history"]) == without_seconds(whole["history"])
+    assert resumed["resumed_after_epochs"] == [2] and whole["resumed_after_epochs"] == []
+    assert not (stopped / "unfinished").exists() and not (tmp_path / "whole" / "unfinished").exists()
+    weights = [
+        keras.models.load_model(folder / "deepfake_crop_cnn.keras").get_weights()
+        for folder in (tmp_path / "whole", stopped)
+    ]
+    for one, other in zip(*weights, strict=True):
+        np.testing.assert_allclose(one, other, atol=1e-5)
+
+
+def test_train_refuses_to_start_over_an_unfinished_training_and_resumes_it_only_as_started(runner, tmp_path):
+    dataset = tiny_dataset(tmp_path / "tiny")
+    out = tmp_path / "m"
+    options = ["train", str(dataset), "--out", str(out), "--input-size", "32", "--widths", "8,8,8,8,8", "--epochs", "2"]
+    nothing = runner.invoke(args=[*options, "--resume"])
+    assert nothing.exit_code != 0 and "holds no unfinished training to resume" in nothing.output
+    with pytest.raises(StoppedError):
+        training.train(
+            dataset, out, training.TrainConfig(input_size=32, widths=(8,) * 5, epochs=2), progress=stopping_after(1)
+        )
+
+    afresh = runner.invoke(args=options)
+    assert afresh.exit_code != 0 and "unfinished training (1 of 2 epochs done)" in afresh.output
+    assert "--resume" in afresh.output and (out / "unfinished" / "state.json").exists()
+    otherwise = runner.invoke(args=[*options, "--codec-share", "0.5", "--resume"])
+    assert otherwise.exit_code != 0 and "another recipe (codec_share 0.0, not 0.5)" in otherwise.output
+    resumed = runner.invoke(args=[*options, "--resume"])
+    assert resumed.exit_code == 0, resumed.output
+    assert "resuming at epoch 2/2" in resumed.output and "epoch 1/2" not in resumed.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert [row["epoch"] for row in metrics["history"]] == [1, 2] and metrics["resumed_after_epochs"] == [1]
+    assert not (out / "unfinished").exists()
+
+
 def test_fine_tuning_starts_from_the_given_model(runner, tmp_path):
     dataset = tiny_dataset(tmp_path / "tiny")
     first = runner.invoke(args=["train", str(dataset), "--out", str(tmp_path / "a"), "--epochs", "1"])
