@@ -792,7 +792,8 @@ def train(
     unfinished = UnfinishedTraining(out / UNFINISHED_FOLDER)
     resumed = unfinished.to_resume(config, entropy, resume)
     epochs_done = resumed["epochs_done"] if resumed else 0
-    keras.utils.set_random_seed(int(np.random.SeedSequence([*entropy, epochs_done]).generate_state(1)[0]))
+    dropout_entropy = [*entropy, epochs_done] if resumed else entropy  # a resumed run draws its masks anew
+    keras.utils.set_random_seed(int(np.random.SeedSequence(dropout_entropy).generate_state(1)[0]))
     network = model.build(config.input_size, config.widths, stem=config.stem, dropout=config.dropout)
     if config.init:
         start = keras.models.load_model(config.init, compile=False)
