@@ -23,6 +23,7 @@ import training
 from app import create_app
 from config import Settings
 from custom_vision import DEEPFAKE, REAL, Prediction
+from unfinished_training import UnfinishedTraining
 
 from .conftest import face_frames, face_image, write_video
 from .test_augmentation import ASTRONAUT_KEYPOINTS
@@ -232,6 +233,19 @@ def test_train_refuses_to_start_over_an_unfinished_training_and_resumes_it_only_
     metrics = json.loads((out / "metrics.json").read_text())
     assert [row["epoch"] for row in metrics["history"]] == [1, 2] and metrics["resumed_after_epochs"] == [1]
     assert not (out / "unfinished").exists()
+
+
+def test_an_unfinished_training_goes_on_only_from_the_model_it_started_from(tmp_path):
+    config = training.TrainConfig(epochs=4, init="runs/a/deepfake_crop_cnn.keras")
+    (tmp_path / "unfinished").mkdir()
+    state = {"config": dataclasses.asdict(config), "stream_entropy": [1234, 7], "epochs_done": 1, "best_epoch": 1}
+    (tmp_path / "unfinished" / "state.json").write_text(json.dumps(state))
+    unfinished = UnfinishedTraining(tmp_path / "unfinished")
+    assert unfinished.to_resume(config, [1234, 7], resume=True)["epochs_done"] == 1
+    with pytest.raises(
+        ValueError, match="deepfake_crop_cnn.keras is not the model the unfinished training in .* started"
+    ):
+        unfinished.to_resume(config, [1234, 8], resume=True)  # the file at --init was overwritten since
 
 
 def test_fine_tuning_starts_from_the_given_model(runner, tmp_path):
