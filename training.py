@@ -834,13 +834,11 @@ def train(
         trainee = sharpness.sharpness_aware(trainee, config.sharpness_rho)
     trainee.compile(optimizer=optimizer, **losses)
     history = []
-    best_scores = {}  # the val scores of the best epoch so far, for the calibration
     resumed_after = []  # the epochs done when a run resumed
     if resumed:
         trainee.optimizer.build(trainee.trainable_variables)  # its variables exist before they are loaded
         trainee.load_weights(unfinished.weights(epochs_done))
-        history, resumed_after = resumed["history"], [*resumed["resumed_after"], epochs_done]
-        best_scores.update(unfinished.best_scores(resumed["best_epoch"]))
+        history, resumed_after = resumed["history"], [*resumed["resumed_after_epochs"], epochs_done]
         say(f"resuming at epoch {epochs_done + 1}/{config.epochs} from {unfinished.folder}")
     elif config.init:
         history.append({"epoch": 0, **validate(network, sets)})
@@ -860,17 +858,17 @@ def train(
                 "seconds": round(time.perf_counter() - started),
             }
             history.append(figures)
-            if best_of(history) is figures:  # better than every epoch before (a tie keeps the earlier)
+            best = best_of(history)
+            if best is figures:  # better than every epoch before (a tie keeps the earlier)
                 unfinished.keep_best(network, scores, epoch + 1)
-                best_scores.update(scores)
             state = {
                 "config": dataclasses.asdict(config),
                 "stream_entropy": entropy,
                 "epochs_done": epoch + 1,
-                "best_epoch": best_of(history)["epoch"],
+                "best_epoch": best["epoch"],
                 "history": history,
                 "seconds": figures["seconds"],
-                "resumed_after": resumed_after,
+                "resumed_after_epochs": resumed_after,
             }
             unfinished.save(trainee, state)
             say(
@@ -892,7 +890,7 @@ def train(
 
     shipped = model.build(config.input_size, config.widths, stem=config.stem, dropout=config.dropout)
     shipped.set_weights(network.get_weights())  # no optimizer state: a third of the size
-    calibration = calibrate(shipped, sets, best_scores)  # the same weights as the best epoch's
+    calibration = calibrate(shipped, sets, unfinished.best_scores(best["epoch"]))  # that epoch's val scores
     shipped.save(out / model_name)
     report = {
         "config": dataclasses.asdict(config),
