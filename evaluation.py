@@ -34,8 +34,8 @@ STANDARD_SETS = ("datasets/dfdc_crops", "../shared/data/videos", "../shared/data
 # (`augmentation.low_quality_video`: a third of the size, H.264).
 CONDITIONS = ("as cut", "degraded", "recoloured", "side-lit", "re-encoded")
 # The rungs of `damage_ladder`, each (name, times smaller on each side, codec, quality or rate factor):
-# a small face and a codec's damage apart and together, to tell which of them brings false alarms. The
-# last is the re-encoded condition.
+# a small face and a codec's damage apart and together, to tell which of them brings false alarms, and at
+# which size (the rate factor 36 rungs; `face.SMALL_CROP_PX`). The last is the re-encoded condition.
 DAMAGE_LADDER = (
     ("as cut", 1, None, 0),
     ("a third of the size", 3, None, 0),
@@ -45,6 +45,8 @@ DAMAGE_LADDER = (
     ("a half, H.264 rate factor 30", 2, "h264", 30),
     ("a third, H.264 rate factor 26", 3, "h264", 26),
     ("a third, H.264 rate factor 31", 3, "h264", 31),
+    ("a half, H.264 rate factor 36", 2, "h264", 36),
+    ("a quarter, H.264 rate factor 36", 4, "h264", 36),
     ("a third, H.264 rate factor 36", 3, "h264", 36),
 )
 
@@ -155,16 +157,17 @@ def evaluate_dataset(
     if condition not in CONDITIONS:
         raise ValueError(f"unknown condition {condition!r}: one of {', '.join(CONDITIONS)}")
     rows = _rows(dataset, split)
-    predictions, flagged = [], 0
+    predictions, flagged = [], []
     for batch in pipeline.batches(rows, 256):
         images = [_as_seen(face.read_image(dataset / row["crop"]), row["crop"], condition) for row in batch]
-        flagged += sum(1 for image in images if face.quality_flags(image))
+        flagged += [bool(face.quality_flags(image)) for image in images]
         predictions += classifier.classify(images)
         if progress:
             progress(len(batch))
     labels = np.array([row["label"] == "fake" for row in rows])
     scores = np.array([p.deepfake_probability for p in predictions])
-    crop_level = metrics.binary_metrics(labels, scores, [p.label == custom_vision.DEEPFAKE for p in predictions])
+    called_fake = [p.label == custom_vision.DEEPFAKE for p in predictions]
+    crop_level = metrics.binary_metrics(labels, scores, called_fake)
 
     by_source: dict[str, list[int]] = {}
     for index, row in enumerate(rows):
@@ -184,11 +187,23 @@ def evaluate_dataset(
         "path": str(dataset),
         "split": split,
         "condition": condition,
-        "quality_flagged": round(flagged / len(rows), 4),  # the share of crops with a quality flag
+        **flag_figures(labels, called_fake, flagged),
         "classifier": classifier.name,
         "crop_level": crop_level,
         "video_level": video_level,
-        "per_group": _per_group(rows, labels, [p.label == custom_vision.DEEPFAKE for p in predictions], scores),
+        "per_group": _per_group(rows, labels, called_fake, scores),
+    }
+
+
+def flag_figures(labels, called_fake, flagged) -> dict:
+    """The share of the crops that carry a quality flag (`face.quality_flags`), and the share of the
+    false alarms (real crops called DeepFake) that do: how often the low-quality warning can stand
+    beside a real face wrongly called fake (None without false alarms)."""
+    flagged = np.asarray(flagged, dtype=bool)
+    alarms = ~np.asarray(labels, dtype=bool) & np.asarray(called_fake, dtype=bool)
+    return {
+        "quality_flagged": round(float(flagged.mean()), 4) if len(flagged) else None,
+        "false_alarms_flagged": round(float(flagged[alarms].mean()), 4) if alarms.any() else None,
     }
 
 
@@ -209,20 +224,24 @@ def damage_ladder(
 ) -> dict:
     """Which damage brings false alarms: every crop of ``split`` scored on each rung of DAMAGE_LADDER
     (shrunk, then coded as JPEG or H.264 or not at all; `augmentation.damaged`), with each rung's ROC
-    AUC and false alarms. The last rung is the re-encoded condition of `evaluate_dataset`. ``progress``
+    AUC and false alarms, and how many of its crops and of its false alarms carry a quality flag
+    (`flag_figures`). The last rung is the re-encoded condition of `evaluate_dataset`. ``progress``
     is called with the crops scored since its last call."""
     rows = _rows(dataset, split)
     labels = np.array([row["label"] == "fake" for row in rows])
     crops = [face.read_image(dataset / row["crop"]) for row in rows]
     rungs = []
     for name, times, codec, level in DAMAGE_LADDER:
-        predictions = []
+        predictions, flagged = [], []
         for batch in pipeline.batches(crops, 256):
-            predictions += classifier.classify([augmentation.damaged(crop, times, codec, level) for crop in batch])
+            damaged = [augmentation.damaged(crop, times, codec, level) for crop in batch]
+            flagged += [bool(face.quality_flags(image)) for image in damaged]
+            predictions += classifier.classify(damaged)
             if progress:
                 progress(len(batch))
         scores = np.array([p.deepfake_probability for p in predictions])
-        figures = metrics.binary_metrics(labels, scores, [p.label == custom_vision.DEEPFAKE for p in predictions])
+        called_fake = [p.label == custom_vision.DEEPFAKE for p in predictions]
+        figures = metrics.binary_metrics(labels, scores, called_fake)
         rungs.append(
             {
                 "damage": name,
@@ -232,6 +251,7 @@ def damage_ladder(
                 **{key: figures[key] for key in ("count", "roc_auc", "roc_auc_ci95", "false_alarms")},
                 "mean_real": _mean(scores[~labels]),  # the mean P(DeepFake) of the real crops
                 "mean_fake": _mean(scores[labels]),
+                **flag_figures(labels, called_fake, flagged),
             }
         )
     return {"classifier": classifier.name, "dataset": str(dataset), "split": split, "rungs": rungs}
@@ -247,8 +267,9 @@ def ladder_summary(report: dict) -> str:
     for rung in report["rungs"]:
         alarms = _shown(rung["false_alarms"], ".1%")
         means = f"real {_shown(rung['mean_real'], '.3f')} fake {_shown(rung['mean_fake'], '.3f')}"
+        flags = f"flagged {_shown(rung['quality_flagged'], '.1%')} (of the false alarms {_shown(rung['false_alarms_flagged'], '.1%')})"
         lines.append(
-            f"  {rung['damage']:<36} ROC AUC {_auc_text(rung):<22} false alarms {alarms:<6} mean P(DeepFake): {means}"
+            f"  {rung['damage']:<36} ROC AUC {_auc_text(rung):<22} false alarms {alarms:<6} mean P(DeepFake): {means}; {flags}"
         )
     return "\n".join(lines)
 
@@ -372,7 +393,10 @@ def details(report: dict) -> str:
     """One set's report as text: both levels, the reliability table, groups, and each video."""
     lines = [f"{report['name']}: {report['path']}"]
     if "quality_flagged" in report:
-        lines.append(f"crops with a quality flag (small face or blurry): {report['quality_flagged']:.1%}")
+        lines.append(
+            f"crops with a quality flag (small face or blurry): {_shown(report['quality_flagged'], '.1%')}; "
+            f"of the real crops called DeepFake: {_shown(report['false_alarms_flagged'], '.1%')}"
+        )
     for level in ("crop_level", "video_level"):
         m = report[level]
         c = m["confusion"]

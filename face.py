@@ -32,15 +32,17 @@ log = logging.getLogger(__name__)
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".avi", ".mkv", ".webm")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
 KEYPOINT_NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
-# Quality flags. A crop whose shorter side is below SMALL_CROP_PX is blown up several times before
-# classification. BLUR_THRESHOLD is a variance of the Laplacian at 112 x 112 grey, the crop resized as
-# the network resizes it (`model.resize`: by area when shrinking, linearly when enlarging): on DFDC
-# crops the median is 61 and about one in eight falls below 15; the same crops shrunk 4x and blown up
-# again have a median of 9. Video compression adds block edges that raise it, hence not a lower bar.
-# Enlarged by area (in nearest-neighbour steps), as before 2026-12-05, a small face's pixel steps read
-# as detail: of the DFDC test crops (`evaluate`), 19.5% re-encoded and 59.9% degraded were flagged then,
-# 45.6% and 77.8% now; as cut, 7.2% both ways (the crops are larger than 112 px).
-SMALL_CROP_PX = 48
+# Quality flags. A crop whose shorter side is below SMALL_CROP_PX is one a video codec turns against the
+# local model: of the real DFDC val crops shrunk and coded as H.264 at rate factor 36 (`flask probe-damage`,
+# MODEL_CARD.md "Which damage it is"), it calls a quarter or more DeepFake once they are under 80 px (a
+# third or a quarter of their size), against 6% as cut; until 2026-12-06 the bar was 48 px, and fewer
+# than half of the re-encoded crops were flagged. BLUR_THRESHOLD is a variance of the Laplacian at
+# 112 x 112 grey, the crop resized as the network resizes it (`model.resize`: by area when shrinking,
+# linearly when enlarging): on DFDC crops the median is 61 and about one in eight falls below 15; the
+# same crops shrunk 4x and blown up again have a median of 9. Video compression adds block edges that
+# raise it, hence not a lower bar. Enlarged by area (in nearest-neighbour steps), as before 2026-12-05, a
+# small face's pixel steps read as detail.
+SMALL_CROP_PX = 80
 MTCNN_SMALLEST_FACE = 20  # pixels of the reduced copy: the smallest face MTCNN looks for by default
 BLUR_THRESHOLD = 15.0
 SMALL_FACE = "small face"

@@ -126,9 +126,10 @@ def test_quality_flags_mark_small_and_blurry_crops():
 
 
 def test_a_small_face_is_judged_blurry_as_the_network_gets_it_enlarged():
-    small = cv2.resize(face_image()[60:200, 170:300], (58, 62), interpolation=cv2.INTER_AREA)
-    assert face.quality_flags(small) == []  # small (over 48 px) but sharp
-    soft = cv2.GaussianBlur(small, (0, 0), 1.5)  # as a codec smooths a small face
+    small = cv2.resize(face_image()[60:200, 170:300], (88, 94), interpolation=cv2.INTER_AREA)
+    assert min(small.shape[:2]) >= face.SMALL_CROP_PX
+    assert face.quality_flags(small) == []  # small (enlarged to 112) but sharp
+    soft = cv2.GaussianBlur(small, (0, 0), 2.0)  # as a codec smooths a small face
     assert face.quality_flags(soft) == [face.BLURRY]
     # Enlarged in nearest-neighbour steps, the same face would show edges that are not in it.
     steps = cv2.cvtColor(cv2.resize(soft, (112, 112), interpolation=cv2.INTER_NEAREST), cv2.COLOR_RGB2GRAY)

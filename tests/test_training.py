@@ -1110,6 +1110,35 @@ class SizeRecorder(BrightnessClassifier):
         return super().classify(images)
 
 
+def test_evaluate_says_how_many_false_alarms_carry_a_quality_flag(runner, app, tmp_path):
+    # Real: a large bright crop and a small bright one (both called DeepFake, only the small one
+    # flagged), and a large dark one; fake: a large bright one. Textured, so none is blurry.
+    folder = tmp_path / "sizes"
+    (folder / "crops").mkdir(parents=True)
+    texture = np.random.default_rng(0).normal(0.0, 40.0, size=(200, 200))
+    cases = [("real", 200, 200), ("real", 200, face.SMALL_CROP_PX - 8), ("real", 20, 200), ("fake", 220, 200)]
+    with (folder / "labels.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(training.LABEL_COLUMNS)
+        for index, (label, red, side) in enumerate(cases):
+            image = np.zeros((side, side, 3), dtype=np.uint8)
+            image[..., 0] = np.clip(np.rint(red + texture[:side, :side]), 0, 255)
+            cv2.imwrite(str(folder / "crops" / f"{index}.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+            writer.writerow((f"crops/{index}.png", label, f"g{index}", "test", f"v{index}", 0))
+    app.extensions["deepfake"].classifier = BrightnessClassifier()
+    result = runner.invoke(args=["evaluate", str(folder), "--json", "-"])
+    assert result.exit_code == 0, result.output
+    as_cut = json.loads(result.output[result.output.index("{") :])["sets"][0]
+    assert as_cut["crop_level"]["false_alarms"] == pytest.approx(2 / 3, abs=1e-4)
+    assert as_cut["quality_flagged"] == 0.25  # the small crop alone
+    assert as_cut["false_alarms_flagged"] == 0.5  # one of the two real crops called DeepFake
+    assert "of the real crops called DeepFake: 50.0%" in result.output
+    assert evaluation.flag_figures([False, True], [False, True], [True, False]) == {
+        "quality_flagged": 0.5,
+        "false_alarms_flagged": None,  # no real crop was called DeepFake
+    }
+
+
 def test_probe_damage_scores_every_rung_as_the_crops_damaged_by_hand(runner, app, tmp_path):
     folder, images = known_dataset(tmp_path / "known", texture=40.0)
     classifier = SizeRecorder()
@@ -1128,10 +1157,12 @@ def test_probe_damage_scores_every_rung_as_the_crops_damaged_by_hand(runner, app
         assert rung["count"] == 6 and (rung["times_smaller"], rung["codec"], rung["level"]) == (times, codec, level)
         assert rung["mean_real"] == pytest.approx(scores[~labels].mean(), abs=1e-4), name
         assert rung["mean_fake"] == pytest.approx(scores[labels].mean(), abs=1e-4), name
+        flagged = [bool(face.quality_flags(augmentation.damaged(image, times, codec, level))) for image in images]
+        assert rung["quality_flagged"] == pytest.approx(np.mean(flagged), abs=1e-4), name
         assert f"{name:<36} ROC AUC" in result.output
         means.add(rung["mean_real"])
     assert len(means) == len(evaluation.DAMAGE_LADDER)  # the textured crops come out of each rung differently
-    assert set(classifier.sizes) == {(40, 40), (20, 20), (13, 13)}  # as cut, a half, a third
+    assert set(classifier.sizes) == {(40, 40), (20, 20), (13, 13), (10, 10)}  # as cut, a half, a third, a quarter
 
     # The last rung is evaluate's re-encoded condition.
     app.extensions["deepfake"].classifier = BrightnessClassifier()
