@@ -1018,17 +1018,17 @@ KNOWN_CASES = [
 ]
 
 
-def known_dataset(folder: Path, texture: float = 0.0) -> tuple[Path, list[np.ndarray]]:
-    """A build-dataset folder of KNOWN_CASES' 40 x 40 crops in its test split, each all red at its red
-    value, with ``texture`` the spread of a fixed random pattern about it; and the crops."""
+def known_dataset(folder: Path, texture: float = 0.0, side: int = 40) -> tuple[Path, list[np.ndarray]]:
+    """A build-dataset folder of KNOWN_CASES' ``side`` x ``side`` crops in its test split, each all red
+    at its red value, with ``texture`` the spread of a fixed random pattern about it; and the crops."""
     (folder / "crops").mkdir(parents=True)
-    pattern = np.random.default_rng(0).normal(0.0, texture, size=(40, 40))
+    pattern = np.random.default_rng(0).normal(0.0, texture, size=(side, side))
     images = []
     with (folder / "labels.csv").open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(training.LABEL_COLUMNS)
         for index, (label, red, group, source) in enumerate(KNOWN_CASES):
-            image = np.zeros((40, 40, 3), dtype=np.uint8)
+            image = np.zeros((side, side, 3), dtype=np.uint8)
             image[..., 0] = np.clip(np.rint(red + pattern), 0, 255)
             cv2.imwrite(str(folder / "crops" / f"{index}.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
             writer.writerow((f"crops/{index}.png", label, group, "test", source, 0))
@@ -1140,7 +1140,8 @@ def test_evaluate_says_how_many_false_alarms_carry_a_quality_flag(runner, app, t
 
 
 def test_probe_damage_scores_every_rung_as_the_crops_damaged_by_hand(runner, app, tmp_path):
-    folder, images = known_dataset(tmp_path / "known", texture=40.0)
+    # 240 px, so the flags differ from rung to rung: none as cut, the coded ones blurry, a quarter (60 px) a small face.
+    folder, images = known_dataset(tmp_path / "known", texture=40.0, side=240)
     classifier = SizeRecorder()
     app.extensions["deepfake"].classifier = classifier
     result = runner.invoke(args=["probe-damage", str(folder), "--split", "test", "--json", "-"])
@@ -1149,20 +1150,24 @@ def test_probe_damage_scores_every_rung_as_the_crops_damaged_by_hand(runner, app
     assert report["split"] == "test" and report["classifier"] == "brightness"
     assert [rung["damage"] for rung in report["rungs"]] == [name for name, *_ in evaluation.DAMAGE_LADDER]
     labels = np.array([label == "fake" for label, *_ in KNOWN_CASES])
-    means = set()
+    damaged_first = set()
     for rung, (name, times, codec, level) in zip(report["rungs"], evaluation.DAMAGE_LADDER, strict=True):
-        scores = np.array([augmentation.damaged(image, times, codec, level)[..., 0].mean() / 255 for image in images])
+        damaged = [augmentation.damaged(image, times, codec, level) for image in images]
+        scores = np.array([image[..., 0].mean() / 255 for image in damaged])
         assert rung["roc_auc"] == pytest.approx(metrics.roc_auc(labels, scores), abs=1e-4), name
         assert rung["false_alarms"] == pytest.approx(np.mean(scores[~labels] >= 0.5), abs=1e-4), name
         assert rung["count"] == 6 and (rung["times_smaller"], rung["codec"], rung["level"]) == (times, codec, level)
         assert rung["mean_real"] == pytest.approx(scores[~labels].mean(), abs=1e-4), name
         assert rung["mean_fake"] == pytest.approx(scores[labels].mean(), abs=1e-4), name
-        flagged = [bool(face.quality_flags(augmentation.damaged(image, times, codec, level))) for image in images]
+        flagged = [bool(face.quality_flags(image)) for image in damaged]
         assert rung["quality_flagged"] == pytest.approx(np.mean(flagged), abs=1e-4), name
         assert f"{name:<36} ROC AUC" in result.output
-        means.add(rung["mean_real"])
-    assert len(means) == len(evaluation.DAMAGE_LADDER)  # the textured crops come out of each rung differently
-    assert set(classifier.sizes) == {(40, 40), (20, 20), (13, 13), (10, 10)}  # as cut, a half, a third, a quarter
+        damaged_first.add(damaged[0].tobytes())
+    assert len(damaged_first) == len(evaluation.DAMAGE_LADDER)  # the textured crop comes out of each rung differently
+    assert set(classifier.sizes) == {(240, 240), (120, 120), (80, 80), (60, 60)}  # as cut, a half, a third, a quarter
+    flagged_by_rung = {rung["damage"]: rung["quality_flagged"] for rung in report["rungs"]}
+    assert flagged_by_rung["as cut"] == 0.0
+    assert flagged_by_rung["a quarter, H.264 rate factor 36"] == 1.0
 
     # The last rung is evaluate's re-encoded condition.
     app.extensions["deepfake"].classifier = BrightnessClassifier()
