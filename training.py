@@ -256,7 +256,7 @@ class TrainConfig:
     group_batches: bool = True  # a group's crops (a real video and the fakes made from it) share a batch
     pseudo_fakes: bool = True  # every real face is also shown as a self-blended pseudo-fake, new each epoch
     degrade: bool = True  # the same random degradations of poor video for every class
-    codec_share: float = 0.0  # the share of those degradations coded as H.264 rather than JPEG
+    codec_share: float = 0.5  # the share of those degradations coded as H.264 rather than JPEG (0: JPEG only)
     paired_views: bool = True  # a real face and its pseudo-fake shown alike: they differ by the blend alone
     recolour: bool = True  # the same random colours of other cameras, light and grading for every class
     light_and_pose: bool = True  # the same random head tilts, framings and side light for every class
@@ -264,7 +264,7 @@ class TrainConfig:
     part_share: float = 0.3  # the share of pseudo-fakes blended over one part of the face (mouth, eyes, nose)
     low_res_share: float = 0.3  # the share of pseudo-fakes whose blended-in face was rendered at a lower resolution
     swap_share: float = 0.6  # the share of pseudo-fakes that blend in another real face of the split (Face X-ray)
-    outline_share: float = 0.0  # the share of whole-face pseudo-fake masks drawn out to where a swap's seam runs
+    outline_share: float = 0.5  # the share of whole-face pseudo-fake masks drawn out to where a swap's seam runs
     erase_share: float = 0.0  # the share of crops, every class alike, with a patch painted over (`augmentation.erased`)
     soft_share: float = 0.0  # the share of self-blends whose copy is only softer (`augmentation.softened_copy`)
     extra_soft_share: float = 0.0  # the share of real faces shown a third time, as a softer self-blend (SOFT_FAKE)

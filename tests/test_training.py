@@ -225,8 +225,8 @@ def test_train_refuses_to_start_over_an_unfinished_training_and_resumes_it_only_
     afresh = runner.invoke(args=options)
     assert afresh.exit_code != 0 and "unfinished training (1 of 2 epochs done)" in afresh.output
     assert "--resume" in afresh.output and (out / "unfinished" / "state.json").exists()
-    otherwise = runner.invoke(args=[*options, "--codec-share", "0.5", "--resume"])
-    assert otherwise.exit_code != 0 and "another recipe (codec_share 0.0, not 0.5)" in otherwise.output
+    otherwise = runner.invoke(args=[*options, "--codec-share", "0.25", "--resume"])
+    assert otherwise.exit_code != 0 and "another recipe (codec_share 0.5, not 0.25)" in otherwise.output
     resumed = runner.invoke(args=[*options, "--resume"])
     assert resumed.exit_code == 0, resumed.output
     assert "resuming at epoch 2/2" in resumed.output and "epoch 1/2" not in resumed.output
