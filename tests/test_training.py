@@ -1385,14 +1385,22 @@ def test_train_with_codec_share_codes_the_degradations_as_h264(runner, tmp_path,
     h264 = augmentation.h264
     monkeypatch.setattr(augmentation, "h264", lambda image, crf: coded.append(crf) or h264(image, crf))
     dataset = tiny_dataset(tmp_path / "tiny")
-    plain = runner.invoke(args=["train", str(dataset), "--out", str(tmp_path / "jpeg"), *TINY_TRAINING])
-    assert plain.exit_code == 0, plain.output
-    assert coded == []  # by default every degradation is JPEG
+    jpeg = runner.invoke(
+        args=["train", str(dataset), "--out", str(tmp_path / "jpeg"), "--codec-share", "0", *TINY_TRAINING]
+    )
+    assert jpeg.exit_code == 0, jpeg.output
+    assert coded == []  # at 0 every degradation is JPEG
+    default = runner.invoke(args=["train", str(dataset), "--out", str(tmp_path / "half"), *TINY_TRAINING])
+    assert default.exit_code == 0, default.output
+    assert json.loads((tmp_path / "half" / "metrics.json").read_text())["config"]["codec_share"] == 0.5
+    by_default = len(coded)
+    assert by_default  # by default half of them are H.264
+    coded.clear()
     result = runner.invoke(
         args=["train", str(dataset), "--out", str(tmp_path / "x"), "--codec-share", "1", *TINY_TRAINING]
     )
     assert result.exit_code == 0, result.output
-    assert coded and all(18 <= crf <= 42 for crf in coded)
+    assert len(coded) > by_default and all(18 <= crf <= 42 for crf in coded)
     assert json.loads((tmp_path / "x" / "metrics.json").read_text())["config"]["codec_share"] == 1.0
     refused = runner.invoke(args=["train", str(dataset), "--codec-share", "1.5", *TINY_TRAINING])
     assert refused.exit_code != 0 and "--codec-share" in refused.output
