@@ -401,12 +401,25 @@ def widen_model_command(network_path: Path, widths: tuple[int, ...], out: Path, 
 @click.argument("dataset", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("models", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
-def average_models_command(dataset: Path, models: tuple[Path, ...], out: Path) -> None:
+@click.option(
+    "--weight",
+    "weights",
+    type=click.FloatRange(min=0, min_open=True),
+    multiple=True,
+    help="How much each model counts, one per model in order (default: all equal); "
+    "--weight 2 --weight 1 keeps two thirds of the first",
+)
+def average_models_command(dataset: Path, models: tuple[Path, ...], out: Path, weights: tuple[float, ...]) -> None:
     """Average the weights of MODELS (stages of one training chain) into one model, calibrated on
     DATASET's val split; print the val figures of each model and of the average."""
     try:
         report = training.average_models(
-            dataset, list(models), out, model_name=services().settings.local_model_path.name, progress=click.echo
+            dataset,
+            list(models),
+            out,
+            weights=list(weights) or None,
+            model_name=services().settings.local_model_path.name,
+            progress=click.echo,
         )
     except ValueError as error:
         raise click.ClickException(str(error)) from error

@@ -952,12 +952,14 @@ def average_models(
     paths: list[Path],
     out: Path,
     *,
+    weights: list[float] | None = None,
     seed: int = TrainConfig.seed,
     model_name: str = "deepfake_crop_cnn.keras",
     progress: Callable[[str], None] | None = None,
 ) -> dict:
     """Average the weights of ``paths`` into one network and calibrate it on `val`, as `train` does;
-    write ``out/<model_name>`` and ``out/metrics.json``.
+    write ``out/<model_name>`` and ``out/metrics.json``. ``weights`` (one per path, positive; equal
+    when None) weigh the models: ``[2, 1]`` keeps two thirds of the first and adds a third of the second.
 
     Models fine-tuned one from another (the stages of a chain) lie in one basin of the loss, so the
     mean of their weights is a working network, at times more robust off the training distribution
@@ -978,18 +980,22 @@ def average_models(
     shapes = [[weight.shape for weight in network.get_weights()] for network in networks]
     if len(networks) < 2 or any(shape != shapes[0] for shape in shapes):
         raise ValueError("average needs two or more models of the same network (same layers and sizes)")
+    weights = [1.0] * len(paths) if weights is None else [float(w) for w in weights]
+    if len(weights) != len(paths) or not all(w > 0 for w in weights):
+        raise ValueError(f"give one positive weight per model ({len(paths)} models, {len(weights)} weights)")
     networks, size = _at_first_size(networks)
     val_faces = _val_faces(dataset)
     sets = validation_sets(val_faces, size, seed)
     ingredients, ingredient_scores = [], []
-    for path, network in zip(paths, networks, strict=True):
+    for path, network, weight in zip(paths, networks, weights, strict=True):
         digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
         ingredient_scores.append(score_val_sets(network, sets))
-        ingredients.append({"model": str(path), "sha256": digest, **val_figures(sets, ingredient_scores[-1])})
-        say(_val_line(str(path), ingredients[-1]))
+        figures = val_figures(sets, ingredient_scores[-1])
+        ingredients.append({"model": str(path), "sha256": digest, "weight": weight, **figures})
+        say(_val_line(f"{path} (weight {weight:g})", ingredients[-1]))
     average = networks[0]
     average.set_weights(
-        [np.mean(weights, axis=0) for weights in zip(*(n.get_weights() for n in networks), strict=True)]
+        [np.average(layer, axis=0, weights=weights) for layer in zip(*(n.get_weights() for n in networks), strict=True)]
     )
     average_scores = score_val_sets(average, sets)
     figures = val_figures(sets, average_scores)

@@ -544,6 +544,35 @@ def test_the_paired_bootstrap_resamples_whole_groups():
     assert gain["interval"][0] == gain["interval"][1] == gain["val_score"]
 
 
+def test_average_models_weighs_each_model_as_told(runner, tmp_path):
+    import keras
+
+    dataset = tiny_dataset(tmp_path / "tiny")
+    paths = []
+    for seed in (4, 5):
+        keras.utils.set_random_seed(seed)
+        paths.append(path := tmp_path / f"stage{seed}.keras")
+        model.build(32, widths=(8, 16), stem=4).save(path)
+    args = ["average-models", str(dataset), *map(str, paths), "--out", str(tmp_path / "avg")]
+    result = runner.invoke(args=[*args, "--weight", "3", "--weight", "1"])
+    assert result.exit_code == 0, result.output
+    assert f"{paths[0]} (weight 3): val_auc_dfdc" in result.output
+    assert [row["weight"] for row in json.loads((tmp_path / "avg" / "metrics.json").read_text())["averaged"]] == [3, 1]
+    first, second = (keras.models.load_model(path, compile=False).get_weights() for path in paths)
+    averaged = keras.models.load_model(tmp_path / "avg" / "deepfake_crop_cnn.keras", compile=False).get_weights()
+    assert not np.allclose(first[0], second[0])
+    for got, a, b in zip(averaged[:-2], first[:-2], second[:-2], strict=True):
+        assert np.allclose(got, 0.75 * a + 0.25 * b, atol=1e-6)
+
+    for weights, message in (
+        (["1"], "one positive weight per model (2 models, 1 weights)"),
+        (["1", "0"], "0.0 is not in the range x>0"),
+    ):
+        refused = runner.invoke(args=[*args[:-1], str(tmp_path / "refused"), *(f"--weight={w}" for w in weights)])
+        assert refused.exit_code != 0 and message in refused.output
+        assert not (tmp_path / "refused").exists()
+
+
 def test_average_models_takes_the_first_models_input_size(runner, tmp_path):
     import keras
 
