@@ -33,16 +33,15 @@ VIDEO_EXTENSIONS = (".mp4", ".mov", ".avi", ".mkv", ".webm")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
 KEYPOINT_NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
 # Quality flags. A crop whose shorter side is below SMALL_CROP_PX is one a video codec turns against the
-# local model: of the real DFDC val crops shrunk and coded as H.264 at rate factor 36 (`flask probe-damage`,
-# MODEL_CARD.md "Which damage it is"), it calls about a quarter or more DeepFake once they are under 80 px
-# (a third or a quarter of their size: 24.5% and 28.2% for the model shipped since stage 71, 29.6% and
-# 34.3% for the one before), against 6% as cut; until 2026-12-06 the bar was 48 px, and fewer than half
-# of the re-encoded crops were flagged. BLUR_THRESHOLD is a variance of the Laplacian at
-# 112 x 112 grey, the crop resized as the network resizes it (`model.resize`: by area when shrinking,
-# linearly when enlarging): on DFDC crops the median is 61 and about one in eight falls below 15; the
-# same crops shrunk 4x and blown up again have a median of 9. Video compression adds block edges that
-# raise it, hence not a lower bar. Enlarged by area (in nearest-neighbour steps), as before 2026-12-05, a
-# small face's pixel steps read as detail.
+# local model: of the real DFDC val crops shrunk and coded as H.264 at rate factor 36, it calls about a
+# quarter or more DeepFake once they are under 80 px, several times its rate as cut (`flask probe-damage`
+# measures it for any model; the shipped model's figures are in MODEL_CARD.md "Which damage it is").
+# Until 2026-12-06 the bar was 48 px, and fewer than half of the re-encoded crops were flagged.
+# BLUR_THRESHOLD is a variance of the Laplacian at 112 x 112 grey, the crop resized as the network
+# resizes it (`model.resize`: by area when shrinking, linearly when enlarging): on DFDC crops the median
+# is 61 and about one in eight falls below 15; the same crops shrunk 4x and blown up again have a median
+# of 9. Video compression adds block edges that raise it, hence not a lower bar. Enlarged by area (in
+# nearest-neighbour steps), as before 2026-12-05, a small face's pixel steps read as detail.
 SMALL_CROP_PX = 80
 MTCNN_SMALLEST_FACE = 20  # pixels of the reduced copy: the smallest face MTCNN looks for by default
 BLUR_THRESHOLD = 15.0
