@@ -29,7 +29,8 @@ def sharpness_aware(model, rho: float):
             with tf.GradientTape() as tape:
                 y_pred = self(x, training=True)
                 loss = self.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True)
-            self._loss_tracker.update_state(loss, sample_weight=tf.shape(x)[0])
+            loss_metric = next(metric for metric in self.metrics if metric.name == "loss")
+            loss_metric.update_state(loss, sample_weight=tf.shape(x)[0])  # as Keras's own train_step
             gradients = tape.gradient(loss, weights)
             scale = rho / (tf.linalg.global_norm(gradients) + 1e-12)
             climbs = [gradient * scale for gradient in gradients]
