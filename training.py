@@ -976,13 +976,13 @@ def average_models(
 
     say = progress or log.info
     started = time.perf_counter()
+    weights = [1.0] * len(paths) if weights is None else [float(w) for w in weights]
+    if len(weights) != len(paths) or not all(w > 0 for w in weights):
+        raise ValueError(f"give one positive weight per model ({len(paths)} models, {len(weights)} weights)")
     networks = [keras.models.load_model(path, compile=False) for path in paths]
     shapes = [[weight.shape for weight in network.get_weights()] for network in networks]
     if len(networks) < 2 or any(shape != shapes[0] for shape in shapes):
         raise ValueError("average needs two or more models of the same network (same layers and sizes)")
-    weights = [1.0] * len(paths) if weights is None else [float(w) for w in weights]
-    if len(weights) != len(paths) or not all(w > 0 for w in weights):
-        raise ValueError(f"give one positive weight per model ({len(paths)} models, {len(weights)} weights)")
     networks, size = _at_first_size(networks)
     val_faces = _val_faces(dataset)
     sets = validation_sets(val_faces, size, seed)
@@ -990,8 +990,9 @@ def average_models(
     for path, network, weight in zip(paths, networks, weights, strict=True):
         digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
         ingredient_scores.append(score_val_sets(network, sets))
-        figures = val_figures(sets, ingredient_scores[-1])
-        ingredients.append({"model": str(path), "sha256": digest, "weight": weight, **figures})
+        ingredients.append(
+            {"model": str(path), "sha256": digest, "weight": weight, **val_figures(sets, ingredient_scores[-1])}
+        )
         say(_val_line(f"{path} (weight {weight:g})", ingredients[-1]))
     average = networks[0]
     average.set_weights(

@@ -326,16 +326,23 @@ def test_widen_model_refuses_what_it_cannot_widen_to(runner, tmp_path, args, mes
     assert not (tmp_path / "b.keras").exists()
 
 
+def small_models(tmp_path, seeds) -> list:
+    """A small network saved once per seed (stage<seed>.keras), each with its own random weights."""
+    import keras
+
+    paths = []
+    for seed in seeds:
+        keras.utils.set_random_seed(seed)
+        paths.append(path := tmp_path / f"stage{seed}.keras")
+        model.build(32, widths=(8, 16), stem=4).save(path)
+    return paths
+
+
 def test_average_models_averages_the_weights_and_calibrates_the_average(runner, tmp_path):
     import keras
 
     dataset = tiny_dataset(tmp_path / "tiny")
-    paths = []
-    for seed in (1, 2):
-        keras.utils.set_random_seed(seed)
-        path = tmp_path / f"stage{seed}.keras"
-        model.build(32, widths=(8, 16), stem=4).save(path)
-        paths.append(path)
+    paths = small_models(tmp_path, seeds=(1, 2))
     result = runner.invoke(args=["average-models", str(dataset), *map(str, paths), "--out", str(tmp_path / "avg")])
     assert result.exit_code == 0, result.output
     assert "average: val_auc_dfdc" in result.output and "val score" in result.output
@@ -431,14 +438,9 @@ def test_the_paired_bootstrap_reads_each_val_set_apart():
 
 
 def test_compare_models_prints_one_models_val_gain_over_another(runner, tmp_path):
-    import keras
 
     dataset = tiny_dataset(tmp_path / "tiny")
-    paths = []
-    for seed in (1, 2):
-        keras.utils.set_random_seed(seed)
-        paths.append(tmp_path / f"m{seed}.keras")
-        model.build(32, widths=(8, 16), stem=4).save(paths[-1])
+    paths = small_models(tmp_path, seeds=(1, 2))
     result = runner.invoke(args=["compare-models", str(dataset), str(paths[0]), str(paths[0])])
     assert result.exit_code == 0, result.output
     assert "val score +0.0000, 95% interval [+0.0000, +0.0000] (paired bootstrap over 3 val groups)" in result.output
@@ -548,11 +550,7 @@ def test_average_models_weighs_each_model_as_told(runner, tmp_path):
     import keras
 
     dataset = tiny_dataset(tmp_path / "tiny")
-    paths = []
-    for seed in (4, 5):
-        keras.utils.set_random_seed(seed)
-        paths.append(path := tmp_path / f"stage{seed}.keras")
-        model.build(32, widths=(8, 16), stem=4).save(path)
+    paths = small_models(tmp_path, seeds=(4, 5))
     args = ["average-models", str(dataset), *map(str, paths), "--out", str(tmp_path / "avg")]
     result = runner.invoke(args=[*args, "--weight", "3", "--weight", "1"])
     assert result.exit_code == 0, result.output
