@@ -438,7 +438,6 @@ def test_the_paired_bootstrap_reads_each_val_set_apart():
 
 
 def test_compare_models_prints_one_models_val_gain_over_another(runner, tmp_path):
-
     dataset = tiny_dataset(tmp_path / "tiny")
     paths = small_models(tmp_path, seeds=(1, 2))
     result = runner.invoke(args=["compare-models", str(dataset), str(paths[0]), str(paths[0])])
