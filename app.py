@@ -323,6 +323,11 @@ def recipe_option(flags: str, help: str | None = None, value_type: click.ParamTy
 )
 @recipe_option("--fake-weight", "The fakes' share of the loss (real faces have the rest).", value_type=float)
 @recipe_option(
+    "--turned-weight",
+    "How much more an example of a face turned to one side counts in the loss than another of its class (1: alike).",
+    value_type=click.FloatRange(0.0, min_open=True),
+)
+@recipe_option(
     "--label-smoothing",
     "Train against the labels s/2 and 1 - s/2 instead of 0 and 1 (0: none).",
     value_type=click.FloatRange(0.0, 0.5),

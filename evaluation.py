@@ -1,6 +1,7 @@
 """How well a classifier does: on the crops of a build-dataset folder (as cut, degraded as a poor
-video gives them, in the colours of other cameras, and lit from one side), on folders of real/ and
-fake/ videos analysed end to end, and on several such sets at once, side by side.
+video gives them, in the colours of other cameras, and lit from one side; each also by how far the
+head is turned), on folders of real/ and fake/ videos analysed end to end, and on several such sets
+at once, side by side.
 
 No Flask in here: app.py's `evaluate` command wraps it.
 """
@@ -49,6 +50,10 @@ DAMAGE_LADDER = (
     ("a quarter, H.264 rate factor 36", 4, "h264", 36),
     ("a third, H.264 rate factor 36", 3, "h264", 36),
 )
+# The bands of head turn (`face.head_turn`, in eye distances; None: no upper end) a dataset's crops are
+# also read in apart, where labels.csv keeps their keypoints: fakes of faces turned to one side are
+# the ones the model misses most.
+TURN_BANDS = ((0.0, 0.1), (0.1, 0.2), (0.2, 0.3), (0.3, None))
 
 
 @dataclass(frozen=True)
@@ -149,7 +154,7 @@ def evaluate_dataset(
 
     Crop level: each crop against its label, at the verdict threshold (the more probable tag).
     Video level: each source's crops through the verdict rule. Per group: accuracy of each group.
-    ``condition`` (one of CONDITIONS) says how the crops are shown: degraded as a low-quality video
+    Per turn: the crops in each band of head turn apart (`per_turn`). ``condition`` (one of CONDITIONS) says how the crops are shown: degraded as a low-quality video
     would give them, how many false alarms that brings is the original project's complaint; recoloured,
     how many a camera or grade other than DFDC's brings; side-lit, how many light from one side brings;
     re-encoded, how many a video codec brings to a small face.
@@ -192,7 +197,39 @@ def evaluate_dataset(
         "crop_level": crop_level,
         "video_level": video_level,
         "per_group": _per_group(rows, labels, called_fake, scores),
+        "per_turn": per_turn(rows, labels, scores, called_fake),
     }
+
+
+def per_turn(rows: list[dict], labels, scores, called_fake) -> list[dict] | None:
+    """The crops read in each of TURN_BANDS apart, by the head turn of their keypoints in labels.csv:
+    how many, ROC AUC with its interval, false alarms and the share of fakes found. None when the
+    rows keep no keypoints (a dataset built before build-dataset kept them)."""
+    if not rows or not rows[0].get("keypoints"):
+        return None
+    turns = np.array([_turn_of(row["keypoints"]) for row in rows], dtype=float)
+    labels, scores, called_fake = np.asarray(labels, bool), np.asarray(scores, float), np.asarray(called_fake, bool)
+    bands = []
+    for low, high in TURN_BANDS:
+        inside = (turns >= low) & (turns < (np.inf if high is None else high))  # NaN (eyes on one point) in none
+        figures = metrics.binary_metrics(labels[inside], scores[inside], called_fake[inside])
+        fakes = labels[inside].sum()
+        bands.append(
+            {
+                "turn": f"{low:.1f} to {high:.1f}" if high is not None else f"{low:.1f} and more",
+                **{key: figures[key] for key in ("count", "roc_auc", "roc_auc_ci95", "false_alarms")},
+                "fakes_found": round(int((labels & called_fake & inside).sum()) / fakes, 4) if fakes else None,
+            }
+        )
+    return bands
+
+
+def _turn_of(keypoints: str) -> float:
+    """`face.head_turn` of keypoints as labels.csv writes them (x y of each of `face.KEYPOINT_NAMES`); NaN
+    when the eyes fall on one point."""
+    values = [float(value) for value in keypoints.split()]
+    turn = face.head_turn(dict(zip(face.KEYPOINT_NAMES, zip(values[::2], values[1::2], strict=True), strict=True)))
+    return np.nan if turn is None else turn
 
 
 def flag_figures(labels, called_fake, flagged) -> dict:
@@ -420,6 +457,14 @@ def details(report: dict) -> str:
             f"per group: {groups['groups']} groups, mean accuracy {groups['accuracy_mean']:.4f}, quartiles "
             f"{q1:.2f}/{median:.2f}/{q3:.2f}, {groups['groups_below_half']} groups below 0.5"
         )
+    if report.get("per_turn"):
+        lines.append("by head turn (the nose off the eyes' midpoint, in eye distances):")
+        for band in report["per_turn"]:
+            alarms, found = _shown(band["false_alarms"], ".1%"), _shown(band["fakes_found"], ".1%")
+            lines.append(
+                f"  {band['turn']:<12} n={band['count']:<5} ROC AUC {_auc_text(band):<22} "
+                f"false alarms {alarms:<6} fakes found {found}"
+            )
     for video in report.get("videos", []):
         probability = "-" if video["deepfake_probability"] is None else f"{video['deepfake_probability']:.3f}"
         lines.append(

@@ -233,6 +233,25 @@ def crop_box(keypoints: dict[str, tuple[float, float]], margin: float, width: in
     return box
 
 
+# A face turned at least this far (`head_turn`) counts as turned: on DFDC's test crops the model of
+# 2026-12-06 tells fakes at ROC AUC 0.92 below it and 0.82 past it (`evaluate`, by head turn).
+TURNED = 0.2
+
+
+def head_turn(keypoints: dict[str, tuple[float, float]]) -> float | None:
+    """How far a face is turned to one side, read from its keypoints: the nose's offset from the
+    midpoint of the eyes, along the line through them, in eye distances (about 0 facing the camera,
+    0.3 and more well turned to one side). The same whatever the face's size, place and tilt; None
+    when the eyes fall on one point."""
+    (lx, ly), (rx, ry), (nx, ny) = (keypoints[name] for name in ("left_eye", "right_eye", "nose"))
+    across_x, across_y = rx - lx, ry - ly
+    squared = across_x**2 + across_y**2
+    if squared == 0:
+        return None
+    along = (nx - (lx + rx) / 2) * across_x + (ny - (ly + ry) / 2) * across_y
+    return abs(along) / squared
+
+
 def crop_faces(
     image: np.ndarray,
     faces: list[Face],

@@ -270,6 +270,7 @@ class TrainConfig:
     extra_soft_share: float = 0.0  # the share of real faces shown a third time, as a softer self-blend (SOFT_FAKE)
     deform_share: float = 0.0  # the share of pseudo-fake masks bent out of shape (`augmentation.deformed`)
     fake_weight: float = 0.45  # the fakes' share of the loss: below half, a face that shows no trace leans real
+    turned_weight: float = 1.0  # how much more an example of a turned face (`face.TURNED`) counts in the loss; 1: alike
     label_smoothing: float = 0.0  # labels drawn in to s/2 and 1 - s/2: the loss stops rewarding certainty past them
     sharpness_rho: float = 0.0  # sharpness-aware steps of this radius (`sharpness`; SBI's 0.05); 0: plain steps
     xray_weight: float = 0.0  # the weight of a second loss: the blend boundary's map (face X-ray) of each crop; 0: none
@@ -322,6 +323,11 @@ class Faces:
         layouts = _layouts(self.keypoints[drawn])
         distances = np.linalg.norm(layouts - _layouts(self.keypoints[index : index + 1]), axis=(1, 2))
         return int(drawn[np.argmin(distances)])
+
+    def turned(self) -> np.ndarray:
+        """Which faces are turned to one side (`face.head_turn` at least `face.TURNED`)."""
+        turns = [face.head_turn(dict(zip(face.KEYPOINT_NAMES, points, strict=True))) for points in self.keypoints]
+        return np.array([turn is not None and turn >= face.TURNED for turn in turns], dtype=bool)
 
     def crop(self, index: int, kind: int, *args, **kwargs) -> np.ndarray:
         """The crop alone of `crop_and_xray` (the same arguments, without ``xray_size``)."""
@@ -504,23 +510,21 @@ def training_batches(faces: Faces, config: TrainConfig, workers: int = 2, skip: 
     """Endless (crops, labels, sample weights) batches, epoch after epoch, each epoch with new
     pseudo-fakes and degradations; the first ``skip`` batches are passed over without being made (a
     resumed training has shown them). Sample weights give the fakes ``fake_weight`` of the loss, however
-    many of them the epoch holds. With ``xray_weight`` the labels and the weights are pairs: beside
+    many of them the epoch holds; within each class an example of a turned face counts ``turned_weight``
+    times another. With ``xray_weight`` the labels and the weights are pairs: beside
     the labels, each crop's face X-ray at `xray_size` (`Faces.crop_and_xray`), weighed 1 for real
     faces and pseudo-fakes and 0 for the dataset's fakes, whose blend masks are unknown."""
     from concurrent.futures import ThreadPoolExecutor
 
     xray_size = model.xray_size(config.input_size) if config.xray_weight else 0
     seeds = np.random.SeedSequence(stream_entropy(config))
+    turned = faces.turned()
     with ThreadPoolExecutor(workers) as pool:  # OpenCV lets go of the GIL: threads make crops in parallel
         for epoch_seed in seeds.spawn(10**6):
             rng = np.random.default_rng(epoch_seed)
             plan = epoch_plan(faces, config, rng)
             labels = np.array([kind != REAL for _, kind in plan], dtype=np.float32)
-            fakes = labels.sum()
-            weight = {
-                1.0: len(plan) * config.fake_weight / max(fakes, 1),
-                0.0: len(plan) * (1 - config.fake_weight) / max(len(plan) - fakes, 1),
-            }
+            weights = example_weights(labels, turned[[index for index, _ in plan]], config)
             views = int(rng.integers(2**63)) if config.paired_views else None  # no draw when not paired
             for start in range(0, len(plan), config.batch_size):
                 batch = plan[start : start + config.batch_size]
@@ -554,15 +558,25 @@ def training_batches(faces: Faces, config: TrainConfig, workers: int = 2, skip: 
                     )
                 )
                 crops = np.stack([crop for crop, _ in made])
-                y = labels[start : start + len(batch)]
-                weights = np.array([weight[float(v)] for v in y], dtype=np.float32)
+                y, batch_weights = labels[start : start + len(batch)], weights[start : start + len(batch)]
                 if not xray_size:
-                    yield crops, y, weights
+                    yield crops, y, batch_weights
                     continue
                 unknown = np.zeros((xray_size, xray_size), dtype=np.float32)
                 xrays = np.stack([unknown if xray is None else xray for _, xray in made])[..., None]
                 known = np.array([xray is not None for _, xray in made], dtype=np.float32)[:, None, None]  # per pixel
-                yield crops, (y, xrays), (weights, known)
+                yield crops, (y, xrays), (batch_weights, known)
+
+
+def example_weights(labels: np.ndarray, turned: np.ndarray, config: TrainConfig) -> np.ndarray:
+    """Each example's weight in the loss (``labels``: 1 for a fake; ``turned``: its face is turned):
+    the fakes together weigh ``fake_weight`` of the total, the real faces the rest, and within a
+    class an example of a turned face weighs ``turned_weight`` times another. The weights average 1."""
+    emphasis = np.where(turned, config.turned_weight, 1.0)
+    fake = labels == 1
+    share = np.where(fake, config.fake_weight, 1 - config.fake_weight)
+    mass = np.where(fake, max(emphasis[fake].sum(), 1.0), max(emphasis[~fake].sum(), 1.0))
+    return (len(labels) * share * emphasis / mass).astype(np.float32)
 
 
 def _view_rng(views: int | None, index: int, kind: int) -> np.random.Generator | None:
@@ -600,7 +614,8 @@ class ValidationSets:
     (``soft``), and against pseudo-fakes whose masks are bent out of shape (``deformed``). Each is
     (crops, labels). Also reported, not scored: the val crops re-encoded as a small face in a video sent on
     again (``re_encoded``: `augmentation.low_quality_video`, evaluate's re-encoded condition), where the
-    false alarms come from."""
+    false alarms come from. And which val faces are turned to one side (``turned``, `Faces.turned`),
+    read apart on the crops as cut, reported, not scored (None: not read)."""
 
     dfdc: tuple[np.ndarray, np.ndarray]
     pseudo: tuple[np.ndarray, np.ndarray]
@@ -614,6 +629,7 @@ class ValidationSets:
     soft: tuple[np.ndarray, np.ndarray]
     deformed: tuple[np.ndarray, np.ndarray]
     re_encoded: tuple[np.ndarray, np.ndarray]
+    turned: np.ndarray | None = None
 
 
 def validation_sets(faces: Faces, size: int, seed: int) -> ValidationSets:
@@ -647,6 +663,7 @@ def validation_sets(faces: Faces, size: int, seed: int) -> ValidationSets:
         soft=against_pseudo_fakes(np.random.default_rng([seed, 7]), part_share=0.0, soft_share=1.0),
         deformed=against_pseudo_fakes(np.random.default_rng([seed, 8]), part_share=0.0, deform_share=1.0),
         re_encoded=(re_encoded, faces.labels),
+        turned=faces.turned(),
     )
 
 
@@ -692,8 +709,11 @@ def val_figures(sets: ValidationSets, scores: dict[str, np.ndarray]) -> dict:
     the score left out the recoloured set and until stage 37 the tilted and side-lit one
     (`val_score_without_colours` and `val_score_without_light_and_pose` keep those yardsticks). The
     ROC AUCs against part-of-the-face, low-resolution, other-face, outline, softer and bent-mask
-    pseudo-fakes, and on the re-encoded val crops, are reported beside them, not scored."""
+    pseudo-fakes, and on the re-encoded val crops, are reported beside them, not scored, and so is the
+    ROC AUC on the turned faces' crops as cut (``val_auc_turned``)."""
     figures = {f"val_auc_{name}": metrics.roc_auc(getattr(sets, name)[1], scores[name]) for name in scores}
+    if sets.turned is not None:
+        figures["val_auc_turned"] = metrics.roc_auc(sets.dfdc[1][sets.turned], scores["dfdc"][sets.turned])
     for name in ("degraded", "recoloured", "light_and_pose", "re_encoded"):
         real = getattr(sets, name)[1] == 0
         figures[f"val_{name}_false_alarms"] = float((scores[name][real] >= 0.5).mean())
@@ -718,7 +738,8 @@ def val_score_difference(
     resamples the val groups (a real video and the fakes made from it, whose faces are alike) with
     replacement and scores both models on that one resample, so what the two models share cancels
     out. An interval that holds 0 says the difference is within the val set's noise. Beside it, under
-    ``sets``, the same for each val set's ROC AUC, the unscored ones too."""
+    ``sets``, the same for each val set's ROC AUC, the unscored ones too, and for the turned faces'
+    crops as cut (``turned``)."""
     groups = np.array([row["group"] for row in faces.rows])
     names, members = np.unique(groups, return_inverse=True)
     by_group = [np.flatnonzero(members == g) for g in range(len(names))]
@@ -740,6 +761,15 @@ def val_score_difference(
             ours, theirs = metrics.roc_auc(labels, scores[name][pick]), metrics.roc_auc(labels, baseline[name][pick])
             if ours is not None and theirs is not None:
                 gaps[name] = ours - theirs
+        if sets.turned is not None:
+            pick = faces_drawn[sets.turned[faces_drawn]]
+            labels = sets.dfdc[1][pick]
+            ours, theirs = (
+                metrics.roc_auc(labels, scores["dfdc"][pick]),
+                metrics.roc_auc(labels, baseline["dfdc"][pick]),
+            )
+            if ours is not None and theirs is not None:
+                gaps["turned"] = ours - theirs
         if any(name in gaps for name in scored):
             gaps["val_score"] = float(np.mean([gaps[name] for name in scored if name in gaps]))
         return gaps
@@ -761,7 +791,7 @@ def val_score_difference(
 
     val_score, interval = reading("val_score")
     per_set = {}
-    for name in VAL_SETS:
+    for name in (*VAL_SETS, "turned"):
         difference, set_interval = reading(name)
         if difference is not None:
             per_set[name] = {"difference": difference, "interval": set_interval}

@@ -118,6 +118,23 @@ def test_the_crop_box_is_clipped_to_the_frame():
     assert face.crop_box(keypoints, 0.0, width=100, height=100) == (1, 1, 9, 9)
 
 
+def test_head_turn_is_the_noses_offset_along_the_eyes_in_eye_distances_whatever_the_tilt():
+    def keypoints(turn: float, angle: float = 0.0, scale: float = 1.0, shift=(0.0, 0.0)) -> dict:
+        """A face 20 units between the eyes whose nose sits ``turn`` eye distances off their midpoint,
+        turned in the picture by ``angle`` degrees, scaled and moved."""
+        points = np.array([(-10, 0), (10, 0), (20 * turn, 10), (-8, 20), (8, 20)], dtype=float)
+        cos, sin = np.cos(np.radians(angle)), np.sin(np.radians(angle))
+        points = scale * points @ np.array([[cos, sin], [-sin, cos]]) + shift
+        return {name: tuple(point) for name, point in zip(face.KEYPOINT_NAMES, points, strict=True)}
+
+    assert face.head_turn(keypoints(0.0)) == 0.0
+    assert face.head_turn(keypoints(0.25)) == pytest.approx(0.25)
+    assert face.head_turn(keypoints(-0.25)) == pytest.approx(0.25)  # to either side
+    assert face.head_turn(keypoints(0.4, angle=35, scale=3.0, shift=(50, -7))) == pytest.approx(0.4)
+    same_eyes = {**keypoints(0.1), "right_eye": keypoints(0.1)["left_eye"]}
+    assert face.head_turn(same_eyes) is None
+
+
 def test_quality_flags_mark_small_and_blurry_crops():
     sharp = face_image()[60:200, 170:300]
     assert face.quality_flags(sharp) == []

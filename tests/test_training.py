@@ -419,6 +419,29 @@ def test_a_paired_bootstrap_says_whether_one_model_beats_another_on_val():
     assert low < 0 < high
 
 
+def test_the_turned_faces_are_read_apart_on_val_reported_not_scored():
+    """A model better on the turned faces alone: their ROC AUC as cut and its paired reading show it,
+    the val score moves only as the crops as cut do."""
+    sets, faces = val_sets_of(groups=60)
+    sets = dataclasses.replace(sets, turned=np.arange(len(faces)) % 6 < 2)  # a third of the groups turned
+    rng = np.random.default_rng(5)
+    baseline = scores_of(sets, rng, skill=0.3)
+    labels, turned = sets.dfdc[1], sets.turned
+    better = {**baseline, "dfdc": np.where(turned, labels * 2.0 + rng.uniform(0, 1, len(labels)), baseline["dfdc"])}
+    figures = training.val_figures(sets, better)
+    assert figures["val_auc_turned"] == pytest.approx(metrics.roc_auc(labels[turned], better["dfdc"][turned]), abs=1e-4)
+    assert figures["val_auc_turned"] > training.val_figures(sets, baseline)["val_auc_turned"]
+    gain = training.val_score_difference(sets, faces, better, baseline)
+    reading = gain["sets"]["turned"]
+    expected = metrics.roc_auc(labels[turned], better["dfdc"][turned]) - metrics.roc_auc(
+        labels[turned], baseline["dfdc"][turned]
+    )
+    assert reading["difference"] == pytest.approx(expected, abs=1e-4)
+    assert 0 < reading["interval"][0] < reading["difference"]
+    unturned = training.val_figures(dataclasses.replace(sets, turned=None), better)
+    assert "val_auc_turned" not in unturned and unturned["val_score"] == figures["val_score"]  # not scored
+
+
 def test_the_paired_bootstrap_reads_each_val_set_apart():
     """A model better on one unscored set only: the val score does not move, that set's ROC AUC does,
     beyond the noise, by the gap of the two ROC AUCs."""
@@ -1001,6 +1024,31 @@ def test_each_stage_of_a_chain_sees_new_examples(tmp_path):
     assert training.stream_entropy(training.TrainConfig()) == [training.TrainConfig.seed]
 
 
+def test_a_turned_face_weighs_turned_weight_times_another_of_its_class():
+    labels = np.array([1, 1, 0, 0, 0], dtype=np.float32)
+    turned = np.array([True, False, False, True, False])
+    config = training.TrainConfig(turned_weight=3.0, fake_weight=0.45)
+    weights = training.example_weights(labels, turned, config)
+    assert weights == pytest.approx([5 * 0.45 * 3 / 4, 5 * 0.45 / 4, 5 * 0.55 / 5, 5 * 0.55 * 3 / 5, 5 * 0.55 / 5])
+    assert weights[labels == 1].sum() == pytest.approx(0.45 * 5)  # the fakes' share of the loss is kept
+    alike = training.example_weights(labels, turned, training.TrainConfig(fake_weight=0.45))
+    assert alike == pytest.approx([5 * 0.45 / 2] * 2 + [5 * 0.55 / 3] * 3)  # the default: the class alone
+
+
+def test_the_training_batches_weigh_the_turned_faces_examples_as_told(tmp_path, monkeypatch):
+    faces = training.load_faces(tiny_dataset(tmp_path / "tiny"), "train")
+    turned = np.arange(len(faces)) % 3 == 0
+    monkeypatch.setattr(training.Faces, "turned", lambda self: turned)
+    config = training.TrainConfig(input_size=32, batch_size=256, turned_weight=3.0, light_and_pose=False)
+    _, labels, weights = next(training.training_batches(faces, config))
+    plan = training.epoch_plan(
+        faces, config, np.random.default_rng(np.random.SeedSequence(training.stream_entropy(config)).spawn(1)[0])
+    )
+    assert np.array_equal(labels, [kind != training.REAL for _, kind in plan])
+    assert weights == pytest.approx(training.example_weights(labels, turned[[index for index, _ in plan]], config))
+    assert len(set(np.round(weights[labels == 0], 5))) == 2  # turned real faces and the others
+
+
 def test_epoch_plan_keeps_a_group_together_and_weighs_the_datasets_fakes():
     rows = [{"group": g} for g in ["a", "a", "b", "b", "c", "a"]]
     labels = np.array([0, 1, 0, 1, 0, 1], dtype=np.float32)
@@ -1044,9 +1092,12 @@ KNOWN_CASES = [
 ]
 
 
-def known_dataset(folder: Path, texture: float = 0.0, side: int = 40) -> tuple[Path, list[np.ndarray]]:
+def known_dataset(
+    folder: Path, texture: float = 0.0, side: int = 40, turns: list[float] | None = None
+) -> tuple[Path, list[np.ndarray]]:
     """A build-dataset folder of KNOWN_CASES' ``side`` x ``side`` crops in its test split, each all red
-    at its red value, with ``texture`` the spread of a fixed random pattern about it; and the crops."""
+    at its red value, with ``texture`` the spread of a fixed random pattern about it; and the crops.
+    With ``turns``, each crop's keypoints show a head turned that far (`face.head_turn`)."""
     (folder / "crops").mkdir(parents=True)
     pattern = np.random.default_rng(0).normal(0.0, texture, size=(side, side))
     images = []
@@ -1057,7 +1108,11 @@ def known_dataset(folder: Path, texture: float = 0.0, side: int = 40) -> tuple[P
             image = np.zeros((side, side, 3), dtype=np.uint8)
             image[..., 0] = np.clip(np.rint(red + pattern), 0, 255)
             cv2.imwrite(str(folder / "crops" / f"{index}.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-            writer.writerow((f"crops/{index}.png", label, group, "test", source, 0))
+            row = (f"crops/{index}.png", label, group, "test", source, 0)
+            if turns is not None:  # eyes 20 px apart, the nose 20 x turn off their midpoint
+                points = ((10, 10), (30, 10), (20 + 20 * turns[index], 20), (12, 30), (28, 30))
+                row += ("", " ".join(f"{x:.1f} {y:.1f}" for x, y in points), "")
+            writer.writerow(row)
             images.append(image)
     return folder, images
 
@@ -1123,6 +1178,42 @@ def test_evaluate_on_a_case_known_by_hand(runner, app, tmp_path):
     ece = side_lit["crop_level"]["calibration"]["ece"]  # the exact scores, not only their order
     assert ece == pytest.approx(metrics.calibration(np.array(labels), np.array(lit))["ece"], abs=1e-4)
     assert ece != pytest.approx(crops["calibration"]["ece"], abs=1e-3)
+
+
+def test_evaluate_reads_the_crops_apart_by_head_turn(runner, app, tmp_path):
+    # KNOWN_CASES' turns: fake 230 at 0.0, fake 200 at 0.35, fake 60 at 0.15, real 30 at 0.05, real 150
+    # at 0.4, real 20 at 0.25; called DeepFake: 230, 200 and 150.
+    folder, _ = known_dataset(tmp_path / "turned", turns=[0.0, 0.35, 0.15, 0.05, 0.4, 0.25])
+    app.extensions["deepfake"].classifier = BrightnessClassifier()
+    result = runner.invoke(args=["evaluate", str(folder), "--json", "-"])
+    assert result.exit_code == 0, result.output
+    as_cut = json.loads(result.output[result.output.index("{") :])["sets"][0]
+    facing, slightly, turned, far = as_cut["per_turn"]
+    assert (facing["turn"], facing["count"], facing["roc_auc"]) == ("0.0 to 0.1", 2, 1.0)
+    assert (facing["false_alarms"], facing["fakes_found"]) == (0.0, 1.0)
+    assert (slightly["count"], slightly["roc_auc"], slightly["false_alarms"], slightly["fakes_found"]) == (
+        1,
+        None,  # one class only
+        None,
+        0.0,  # the fake at 60 is missed
+    )
+    assert (turned["count"], turned["false_alarms"], turned["fakes_found"]) == (1, 0.0, None)
+    assert (far["turn"], far["count"], far["roc_auc"], far["false_alarms"], far["fakes_found"]) == (
+        "0.3 and more",
+        2,
+        1.0,
+        1.0,  # the real face at 150 is called DeepFake
+        1.0,
+    )
+    assert "by head turn" in result.output and "0.3 and more" in result.output
+
+
+def test_a_dataset_without_keypoints_is_not_read_by_head_turn(runner, app, tmp_path):
+    folder, _ = known_dataset(tmp_path / "known")
+    app.extensions["deepfake"].classifier = BrightnessClassifier()
+    result = runner.invoke(args=["evaluate", str(folder), "--json", "-"])
+    assert json.loads(result.output[result.output.index("{") :])["sets"][0]["per_turn"] is None
+    assert "by head turn" not in result.output
 
 
 class SizeRecorder(BrightnessClassifier):
@@ -1453,6 +1544,7 @@ def test_label_smoothing_makes_the_loss_least_at_its_drawn_in_labels():
         ("--soft-share", 0.5, "soft_share"),
         ("--extra-soft-share", 0.25, "extra_soft_share"),
         ("--deform-share", 0.5, "deform_share"),
+        ("--turned-weight", 3.0, "turned_weight"),
         ("--label-smoothing", 0.1, "label_smoothing"),
         ("--sharpness-rho", 0.05, "sharpness_rho"),
         ("--limit", 16, "limit"),
