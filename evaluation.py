@@ -154,10 +154,11 @@ def evaluate_dataset(
 
     Crop level: each crop against its label, at the verdict threshold (the more probable tag).
     Video level: each source's crops through the verdict rule. Per group: accuracy of each group.
-    Per turn: the crops in each band of head turn apart (`per_turn`). ``condition`` (one of CONDITIONS) says how the crops are shown: degraded as a low-quality video
-    would give them, how many false alarms that brings is the original project's complaint; recoloured,
-    how many a camera or grade other than DFDC's brings; side-lit, how many light from one side brings;
-    re-encoded, how many a video codec brings to a small face.
+    Per turn: the crops in each band of head turn apart (`per_turn`). ``condition`` (one of
+    CONDITIONS) says how the crops are shown: degraded as a low-quality video would give them, how
+    many false alarms that brings is the original project's complaint; recoloured, how many a camera
+    or grade other than DFDC's brings; side-lit, how many light from one side brings; re-encoded, how
+    many a video codec brings to a small face.
     """
     if condition not in CONDITIONS:
         raise ValueError(f"unknown condition {condition!r}: one of {', '.join(CONDITIONS)}")

@@ -252,6 +252,12 @@ def head_turn(keypoints: dict[str, tuple[float, float]]) -> float | None:
     return abs(along) / squared
 
 
+def is_turned(keypoints: dict[str, tuple[float, float]]) -> bool:
+    """Whether a face is turned to one side: `head_turn` at least TURNED."""
+    turn = head_turn(keypoints)
+    return turn is not None and turn >= TURNED
+
+
 def crop_faces(
     image: np.ndarray,
     faces: list[Face],

@@ -173,6 +173,7 @@ def analyze(
         verdict.deepfake_probability,
         [prediction.label == custom_vision.DEEPFAKE for prediction in predictions],
         None if verdict.label == custom_vision.NO_FACE else verdict.label == custom_vision.DEEPFAKE,
+        [face.is_turned(crop.face.keypoints) for crop in crops],
     )
     timings["total"] = time.perf_counter() - started
     frames_total = sampler.frames_seen

@@ -325,9 +325,11 @@ class Faces:
         return int(drawn[np.argmin(distances)])
 
     def turned(self) -> np.ndarray:
-        """Which faces are turned to one side (`face.head_turn` at least `face.TURNED`)."""
-        turns = [face.head_turn(dict(zip(face.KEYPOINT_NAMES, points, strict=True))) for points in self.keypoints]
-        return np.array([turn is not None and turn >= face.TURNED for turn in turns], dtype=bool)
+        """Which faces are turned to one side (`face.is_turned`)."""
+        return np.array(
+            [face.is_turned(dict(zip(face.KEYPOINT_NAMES, points, strict=True))) for points in self.keypoints],
+            dtype=bool,
+        )
 
     def crop(self, index: int, kind: int, *args, **kwargs) -> np.ndarray:
         """The crop alone of `crop_and_xray` (the same arguments, without ``xray_size``)."""

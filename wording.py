@@ -83,6 +83,9 @@ def confidence_reasons(result: pipeline.Result) -> list[str]:
             "Only %(num)d face crop was judged.", "Only %(num)d face crops were judged.", len(result.crops)
         ),
         confidence.CROPS_DISAGREE_REASON: _("The face crops disagree: many of them point the other way."),
+        confidence.FACES_TURNED_REASON: _(
+            "Most faces are turned to one side, where the model finds fewer fakes and raises more false alarms."
+        ),
     }
     return [sentences.get(reason, reason) for reason in result.confidence_reasons]
 

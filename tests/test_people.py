@@ -4,6 +4,8 @@ with two people of whom one is "swapped"."""
 
 from __future__ import annotations
 
+import types
+
 import cv2
 import numpy as np
 import pytest
@@ -100,6 +102,54 @@ def test_confidence_on_crop_sets_known_by_hand(probabilities, level, reasons):
         verdict.deepfake_probability, [x.label == DEEPFAKE for x in predictions], verdict.label == DEEPFAKE
     )
     assert (sure.level, sure.reasons) == (level, reasons)
+
+
+def test_most_faces_turned_to_one_side_make_a_verdict_less_sure():
+    turned = confidence.assess(0.9, [True] * 4, True, [True, True, True, False])
+    assert turned == confidence.Confidence("low", [confidence.FACES_TURNED_REASON])
+    assert confidence.assess(0.9, [True] * 4, True, [True, True, False, False]) == confidence.Confidence("high", [])
+
+
+def turned_to_one_side(image: np.ndarray, about_x: float) -> np.ndarray:
+    """``image`` stretched to the left of column ``about_x`` (the nose) and squeezed to its right, as a
+    head turned to one side shows the near half of the face wider than the far half."""
+    height, width = image.shape[:2]
+    columns = np.arange(width, dtype=np.float32)
+    source = np.where(columns < about_x, about_x - (about_x - columns) / 1.4, about_x + (columns - about_x) / 0.4)
+    map_x = np.tile(source.astype(np.float32), (height, 1))
+    map_y = np.tile(np.arange(height, dtype=np.float32)[:, None], (1, width))
+    return cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def test_a_video_of_a_face_turned_to_one_side_says_its_verdict_is_less_sure(tmp_path):
+    person = cv2.resize(face_image(), (256, 256), interpolation=cv2.INTER_AREA)
+    detector = face.get_detector(640)
+    facing = detector.detect(person)[0]
+    turned = turned_to_one_side(person, facing.keypoints["nose"][0])
+    assert face.head_turn(facing.keypoints) < 0.1 and face.head_turn(detector.detect(turned)[0].keypoints) > 0.25
+    for image, reasons in ((person, []), (turned, [confidence.FACES_TURNED_REASON])):
+        video = write_video(tmp_path / f"{len(reasons)}.mp4", [image] * 150)
+        result = pipeline.analyze(video, Settings.from_mapping({}), detector=detector, classifier=ColourClassifier())
+        assert len(result.crops) == 3 and result.verdict == REAL  # a colour face: P(DeepFake) 0.1
+        assert result.confidence_reasons == reasons
+
+
+def test_every_reason_for_a_less_sure_verdict_is_said_in_words(app):
+    import wording
+
+    codes = [
+        confidence.NEAR_HALF_REASON,
+        confidence.FEW_CROPS_REASON,
+        confidence.CROPS_DISAGREE_REASON,
+        confidence.FACES_TURNED_REASON,
+    ]
+    result = types.SimpleNamespace(deepfake_probability=0.55, crops=[None, None], confidence_reasons=codes)
+    with app.test_request_context():
+        english = wording.confidence_reasons(result)
+    with app.test_request_context(headers={"Accept-Language": "ko"}):
+        korean = wording.confidence_reasons(result)
+    assert len(english) == len(korean) == 4 and not set(english + korean) & set(codes)
+    assert "turned to one side" in english[3] and "한쪽으로" in korean[3]
 
 
 def test_no_face_claims_nothing():
