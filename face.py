@@ -233,8 +233,9 @@ def crop_box(keypoints: dict[str, tuple[float, float]], margin: float, width: in
     return box
 
 
-# A face turned at least this far (`head_turn`) counts as turned: on DFDC's test crops the model of
-# 2026-12-06 tells fakes at ROC AUC 0.92 below it and 0.82 past it (`evaluate`, by head turn).
+# A face turned at least this far (`head_turn`) counts as turned: on DFDC's test crops the shipped
+# model tells fakes at ROC AUC 0.92 below it and 0.82 past it (`evaluate`, by head turn; MODEL_CARD.md,
+# "Turned faces").
 TURNED = 0.2
 
 

@@ -512,10 +512,11 @@ def training_batches(faces: Faces, config: TrainConfig, workers: int = 2, skip: 
     """Endless (crops, labels, sample weights) batches, epoch after epoch, each epoch with new
     pseudo-fakes and degradations; the first ``skip`` batches are passed over without being made (a
     resumed training has shown them). Sample weights give the fakes ``fake_weight`` of the loss, however
-    many of them the epoch holds; within each class an example of a turned face counts ``turned_weight``
-    times another. With ``xray_weight`` the labels and the weights are pairs: beside
-    the labels, each crop's face X-ray at `xray_size` (`Faces.crop_and_xray`), weighed 1 for real
-    faces and pseudo-fakes and 0 for the dataset's fakes, whose blend masks are unknown."""
+    many of them the epoch holds; within each class an example of a turned face counts
+    ``turned_weight`` times another (`example_weights`). With ``xray_weight`` the labels and the
+    weights are pairs: beside the labels, each crop's face X-ray at `xray_size`
+    (`Faces.crop_and_xray`), weighed 1 for real faces and pseudo-fakes and 0 for the dataset's fakes,
+    whose blend masks are unknown."""
     from concurrent.futures import ThreadPoolExecutor
 
     xray_size = model.xray_size(config.input_size) if config.xray_weight else 0
