@@ -208,29 +208,21 @@ def per_turn(rows: list[dict], labels, scores, called_fake) -> list[dict] | None
     rows keep no keypoints (a dataset built before build-dataset kept them)."""
     if not rows or not rows[0].get("keypoints"):
         return None
-    turns = np.array([_turn_of(row["keypoints"]) for row in rows], dtype=float)
+    turns = training.head_turns(training.keypoints_of(rows))
     labels, scores, called_fake = np.asarray(labels, bool), np.asarray(scores, float), np.asarray(called_fake, bool)
     bands = []
     for low, high in TURN_BANDS:
         inside = (turns >= low) & (turns < (np.inf if high is None else high))  # NaN (eyes on one point) in none
         figures = metrics.binary_metrics(labels[inside], scores[inside], called_fake[inside])
-        fakes = labels[inside].sum()
+        found, missed = figures["confusion"]["true_fake"], figures["confusion"]["false_real"]
         bands.append(
             {
                 "turn": f"{low:.1f} to {high:.1f}" if high is not None else f"{low:.1f} and more",
                 **{key: figures[key] for key in ("count", "roc_auc", "roc_auc_ci95", "false_alarms")},
-                "fakes_found": round(int((labels & called_fake & inside).sum()) / fakes, 4) if fakes else None,
+                "fakes_found": round(found / (found + missed), 4) if found + missed else None,
             }
         )
     return bands
-
-
-def _turn_of(keypoints: str) -> float:
-    """`face.head_turn` of keypoints as labels.csv writes them (x y of each of `face.KEYPOINT_NAMES`); NaN
-    when the eyes fall on one point."""
-    values = [float(value) for value in keypoints.split()]
-    turn = face.head_turn(dict(zip(face.KEYPOINT_NAMES, zip(values[::2], values[1::2], strict=True), strict=True)))
-    return np.nan if turn is None else turn
 
 
 def flag_figures(labels, called_fake, flagged) -> dict:

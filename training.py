@@ -325,11 +325,8 @@ class Faces:
         return int(drawn[np.argmin(distances)])
 
     def turned(self) -> np.ndarray:
-        """Which faces are turned to one side (`face.is_turned`)."""
-        return np.array(
-            [face.is_turned(dict(zip(face.KEYPOINT_NAMES, points, strict=True))) for points in self.keypoints],
-            dtype=bool,
-        )
+        """Which faces are turned to one side (`face.head_turn` at least `face.TURNED`)."""
+        return head_turns(self.keypoints) >= face.TURNED  # NaN (eyes on one point) is not turned
 
     def crop(self, index: int, kind: int, *args, **kwargs) -> np.ndarray:
         """The crop alone of `crop_and_xray` (the same arguments, without ``xray_size``)."""
@@ -454,6 +451,17 @@ class Faces:
         return crop, xray
 
 
+def keypoints_of(rows: list[dict]) -> np.ndarray:
+    """The keypoints of labels.csv rows (x y of each of `face.KEYPOINT_NAMES`), n x 5 x 2."""
+    return np.array([row["keypoints"].split() for row in rows], dtype=np.float32).reshape(-1, 5, 2)
+
+
+def head_turns(keypoints: np.ndarray) -> np.ndarray:
+    """`face.head_turn` of each face of ``keypoints`` (n x 5 x 2); NaN where the eyes fall on one point."""
+    turns = [face.head_turn(dict(zip(face.KEYPOINT_NAMES, points, strict=True))) for points in keypoints]
+    return np.array([np.nan if turn is None else turn for turn in turns], dtype=float)
+
+
 def _layouts(keypoints: np.ndarray) -> np.ndarray:
     """Keypoints (n x 5 x 2) about their centre, in units of their spread: how a face's features are
     laid out, whatever its size and place."""
@@ -472,7 +480,7 @@ def load_faces(dataset: Path, split: str, limit: int = 0) -> Faces:
         rows = [rows[index] for index in sorted(keep)]
     return Faces(
         contexts=[face.read_image(dataset / row["context"]) for row in rows],
-        keypoints=np.array([row["keypoints"].split() for row in rows], dtype=np.float32).reshape(-1, 5, 2),
+        keypoints=keypoints_of(rows),
         boxes=np.array([row["crop_box"].split() for row in rows], dtype=np.int32).reshape(-1, 4),
         labels=np.array([row["label"] == "fake" for row in rows], dtype=np.float32),
         rows=rows,
@@ -758,21 +766,14 @@ def val_score_difference(
         drawn_reals = drawn_reals[drawn_reals >= 0]
         pairs = np.concatenate([drawn_reals, drawn_reals + len(reals)])  # those faces, then their pseudo-fakes
         gaps = {}
-        for name in VAL_SETS:
-            pick = pairs if name in AGAINST_PSEUDO_FAKES else faces_drawn
+        readings = [(name, name, pairs if name in AGAINST_PSEUDO_FAKES else faces_drawn) for name in VAL_SETS]
+        if sets.turned is not None:  # the turned faces' crops as cut
+            readings.append(("turned", "dfdc", faces_drawn[sets.turned[faces_drawn]]))
+        for key, name, pick in readings:
             labels = getattr(sets, name)[1][pick]
             ours, theirs = metrics.roc_auc(labels, scores[name][pick]), metrics.roc_auc(labels, baseline[name][pick])
             if ours is not None and theirs is not None:
-                gaps[name] = ours - theirs
-        if sets.turned is not None:
-            pick = faces_drawn[sets.turned[faces_drawn]]
-            labels = sets.dfdc[1][pick]
-            ours, theirs = (
-                metrics.roc_auc(labels, scores["dfdc"][pick]),
-                metrics.roc_auc(labels, baseline["dfdc"][pick]),
-            )
-            if ours is not None and theirs is not None:
-                gaps["turned"] = ours - theirs
+                gaps[key] = ours - theirs
         if any(name in gaps for name in scored):
             gaps["val_score"] = float(np.mean([gaps[name] for name in scored if name in gaps]))
         return gaps
