@@ -523,8 +523,8 @@ def evaluate_command(sets: tuple[str, ...], split: str, json_path: str | None) -
 
     A SET is a build-dataset folder (its split is scored as cut, degraded to low quality, in other
     colours, and lit from one side) or a folder of real/ and fake/ videos analysed as the app does;
-    FOLDER@N analyses one frame in N.
-    Default: datasets/dfdc_crops ../shared/data/videos ../shared/data/celebdf_faces@5.
+    FOLDER@N analyses one frame in N (at least MIN_FRAMES a video).
+    Default: datasets/dfdc_crops ../shared/data/videos ../shared/data/celebdf_faces.
     """
     try:
         chosen = [evaluation.EvaluationSet.parse(text) for text in sets or evaluation.STANDARD_SETS]

@@ -16,7 +16,7 @@ import numpy as np
 import face
 from config import Settings
 from custom_vision import Classifier, Prediction
-from pipeline import DETECT_BATCH, batches
+from pipeline import DETECT_BATCH, batches, sampling_interval
 
 PAGE_MB = os.sysconf("SC_PAGE_SIZE") / 2**20
 
@@ -24,9 +24,10 @@ PAGE_MB = os.sysconf("SC_PAGE_SIZE") / 2**20
 def sequential_decode_and_detect(path: str | Path, settings: Settings, detector: face.FaceDetector) -> float:
     """Seconds for a plain `grab()` over every frame, `retrieve()` of the sampled ones, and MTCNN on
     them in batches of DETECT_BATCH, one after the other on one thread: the figure that overlapping
-    decode and detection has to beat."""
+    decode and detection has to beat. The frames are those `analyze` samples (`sampling_interval`)."""
     started = time.perf_counter()
-    for batch in batches(_grabbed_samples(path, settings.frame_interval), DETECT_BATCH):
+    interval = sampling_interval(face.probe(path, settings.max_pixels).frame_count, settings)  # as analyze samples
+    for batch in batches(_grabbed_samples(path, interval), DETECT_BATCH):
         detector.detect_many(batch, min_face_fraction=settings.min_face_fraction)
     return time.perf_counter() - started
 

@@ -21,6 +21,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent
 class Settings:
     # frames and faces
     frame_interval: int = 50
+    min_frames: int = 10  # a video that would give fewer frames at FRAME_INTERVAL is sampled more closely
     min_face_confidence: float = 0.9
     crop_margin: float = 0.5
     detect_max_side: int = 640
@@ -123,6 +124,8 @@ class Settings:
     def validate(self) -> None:
         if self.frame_interval < 1:
             raise ValueError("FRAME_INTERVAL must be at least 1")
+        if self.min_frames < 1:
+            raise ValueError("MIN_FRAMES must be at least 1")
         if not 0.0 <= self.min_face_confidence <= 1.0:
             raise ValueError("MIN_FACE_CONFIDENCE must be between 0 and 1")
         if not 0.0 <= self.min_face_fraction < 1.0:

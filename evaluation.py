@@ -25,10 +25,10 @@ import metrics
 import pipeline
 import training
 
-# The sets `evaluate` reports on by default: the DFDC test crops (in each of CONDITIONS), the
-# labelled sample videos at the app's own frame interval, and the Celeb-DF face clips at one frame in
-# five (at the default 50 each of their 24 frames would give one crop).
-STANDARD_SETS = ("datasets/dfdc_crops", "../shared/data/videos", "../shared/data/celebdf_faces@5")
+# The sets `evaluate` reports on by default: the DFDC test crops (in each of CONDITIONS), and the
+# labelled sample videos and the Celeb-DF face clips as the app analyses them (at the default
+# MIN_FRAMES, 12 of each clip's 24 frames).
+STANDARD_SETS = ("datasets/dfdc_crops", "../shared/data/videos", "../shared/data/celebdf_faces")
 # How a dataset's crops are scored: as cut; degraded as a poor video gives them (`augmentation.low_quality`);
 # in another camera's colours (`augmentation.recolour`) and lit from one side (`augmentation.relight`),
 # each drawn once for each crop from its name; re-encoded as a small face in a video sent on again
@@ -327,6 +327,7 @@ def evaluate_videos(
 
     sources = _videos(folder)
     videos, crop_labels, crop_scores, crop_predicted, failed = [], [], [], [], []
+    frame_scores = []  # of each video with a face: its crops' P(DeepFake), frame by frame
     for source in sources:
         try:
             result = pipeline.analyze(source.path, settings, detector=detector, classifier=classifier)
@@ -348,6 +349,11 @@ def evaluate_videos(
                 "timings_s": result.timings_s,
             }
         )
+        frames: dict[int, list[float]] = {}
+        for crop in result.crops:
+            frames.setdefault(crop.frame, []).append(crop.probabilities[custom_vision.DEEPFAKE])
+        if frames:
+            frame_scores.append((is_fake, list(frames.values())))
         for crop in result.crops:
             crop_labels.append(is_fake)
             crop_scores.append(crop.probabilities[custom_vision.DEEPFAKE])
@@ -355,7 +361,7 @@ def evaluate_videos(
     judged = [video for video in videos if video["deepfake_probability"] is not None]
     return {
         "kind": "videos",
-        "name": f"{folder.name} (1 frame in {settings.frame_interval})",
+        "name": f"{folder.name} (1 frame in {settings.frame_interval}, at least {settings.min_frames} a video)",
         "path": str(folder),
         "classifier": classifier.name,
         "crop_level": metrics.binary_metrics(crop_labels, crop_scores, crop_predicted),
@@ -364,10 +370,49 @@ def evaluate_videos(
             [video["deepfake_probability"] for video in judged],
             [video["verdict"] == custom_vision.DEEPFAKE for video in judged],
         ),
+        "by_frames": by_frames(frame_scores),
         "no_face": [video["file"] for video in videos if video["deepfake_probability"] is None],
         "failed": failed,
         "videos": videos,
     }
+
+
+# How many sampled frames a video `by_frames` reads the video ROC AUC at, and how many draws it makes.
+FRAME_COUNTS = (1, 2, 3, 5, 10)
+FRAME_DRAWS = 1000
+
+
+def by_frames(
+    videos: list[tuple[bool, list[list[float]]]], counts=FRAME_COUNTS, draws: int = FRAME_DRAWS, seed: int = 0
+):
+    """The video ROC AUC had each video been judged on only a few of its sampled frames: for each of
+    ``counts``, ``draws`` times, that many of each video's frames drawn at random (all of them when it
+    has fewer), the video scored by the mean P(DeepFake) of those frames' crops as the verdict rule
+    scores it; the mean ROC AUC over the draws and its 10th and 90th percentiles. ``videos``: (is
+    fake, each sampled frame's crop scores). How much a verdict gains from more frames of a clip
+    (`pipeline.sampling_interval`). None without both labels."""
+    if len({is_fake for is_fake, _ in videos}) < 2:
+        return None
+    rng = np.random.default_rng(seed)
+    labels = [is_fake for is_fake, _ in videos]
+    rows = []
+    for count in counts:
+        aucs = []
+        for _ in range(draws):
+            scores = []
+            for _, frames in videos:
+                picked = rng.choice(len(frames), size=min(count, len(frames)), replace=False)
+                scores.append(float(np.mean([p for index in picked for p in frames[index]])))
+            aucs.append(metrics.roc_auc(labels, scores))
+        low, high = np.quantile(aucs, [0.1, 0.9])
+        rows.append(
+            {
+                "frames": count,
+                "roc_auc_mean": round(float(np.mean(aucs)), 4),
+                "roc_auc_p10_p90": [round(float(low), 4), round(float(high), 4)],
+            }
+        )
+    return rows
 
 
 def _per_group(rows: list[dict], labels: np.ndarray, predicted: list[bool], scores: np.ndarray) -> dict | None:
@@ -458,6 +503,14 @@ def details(report: dict) -> str:
                 f"  {band['turn']:<12} n={band['count']:<5} ROC AUC {_auc_text(band):<22} "
                 f"false alarms {alarms:<6} fakes found {found}"
             )
+    if report.get("by_frames"):
+        lines.append(
+            "video ROC AUC judged on a few of each video's frames, drawn at random: frames, mean [10th, 90th percentile]"
+        )
+        lines += [
+            f"  {row['frames']:>3}  {row['roc_auc_mean']:.3f} [{row['roc_auc_p10_p90'][0]:.3f}, {row['roc_auc_p10_p90'][1]:.3f}]"
+            for row in report["by_frames"]
+        ]
     for video in report.get("videos", []):
         probability = "-" if video["deepfake_probability"] is None else f"{video['deepfake_probability']:.3f}"
         lines.append(

@@ -103,6 +103,18 @@ class Result:
         return stats.count if stats else 0
 
 
+def sampling_interval(frame_count: int, settings: Settings) -> int:
+    """One frame in every FRAME_INTERVAL, or in fewer for a video that would then give fewer than
+    MIN_FRAMES (a clip of a few seconds), so that its verdict does not rest on one or two frames: on
+    the sample videos, frames far apart in a clip differ by 0.2 in P(DeepFake) (one standard
+    deviation), as much as one clip's mean from another's, and drawn at random one frame a clip gave
+    them a video ROC AUC of 0.83 on average, three 0.89, five or more 0.90 (MODEL_CARD.md, "Frames a
+    video"). ``frame_count`` is the container's, an estimate."""
+    if -(-frame_count // settings.frame_interval) >= settings.min_frames:
+        return settings.frame_interval
+    return max(1, min(settings.frame_interval, frame_count // settings.min_frames))
+
+
 def analyze(
     path: str | Path,
     settings: Settings,
@@ -125,11 +137,12 @@ def analyze(
     path = Path(path)
     info = face.probe(path, settings.max_pixels)
     report = progress or (lambda stage, done, total: None)
-    expected = max(1, -(-info.frame_count // settings.frame_interval))
+    interval = sampling_interval(info.frame_count, settings)
+    expected = max(1, -(-info.frame_count // interval))
     if expected > settings.max_sampled_frames:
         raise TooManyFramesError(settings.max_sampled_frames)
 
-    sampler = face.FrameSampler(path, settings.frame_interval, settings.max_pixels)
+    sampler = face.FrameSampler(path, interval, settings.max_pixels)
     crops: list[face.FaceCrop] = []
     timings = {"decode": 0.0, "detect": 0.0}
     sampled = 0
@@ -186,7 +199,7 @@ def analyze(
         stats={tag: _rounded(stats) for tag, stats in verdict.stats.items()},
         classifier=classifier.name,
         media=info.kind,
-        frame_interval=settings.frame_interval,
+        frame_interval=interval,
         frames_total=frames_total,
         frames_sampled=sampled,
         fps=round(fps, 3),

@@ -130,7 +130,7 @@ def test_a_video_of_a_face_turned_to_one_side_says_its_verdict_is_less_sure(tmp_
     for image, reasons in ((person, []), (turned, [confidence.FACES_TURNED_REASON])):
         video = write_video(tmp_path / f"{len(reasons)}.mp4", [image] * 150)
         result = pipeline.analyze(video, Settings.from_mapping({}), detector=detector, classifier=ColourClassifier())
-        assert len(result.crops) == 3 and result.verdict == REAL  # a colour face: P(DeepFake) 0.1
+        assert len(result.crops) == 10 and result.verdict == REAL  # MIN_FRAMES; a colour face: P(DeepFake) 0.1
         assert result.confidence_reasons == reasons
 
 
@@ -178,11 +178,11 @@ def test_a_video_where_one_of_two_people_is_swapped_says_which(tmp_path):
     result = pipeline.analyze(
         video, Settings.from_mapping({}), detector=face.get_detector(640), classifier=ColourClassifier()
     )
-    assert len(result.crops) == 6 and len(result.people) == 2
+    assert len(result.crops) == 20 and len(result.people) == 2  # two faces in each of MIN_FRAMES frames
     left, right = result.people
     assert (left.verdict, right.verdict) == (REAL, DEEPFAKE)
     assert all(result.crops[i].box[0] >= 256 for i in right.crops)  # the grey one is on the right
-    # The overall verdict is still the original's rule over all crops: 3 fake at 0.9, 3 real at 0.9.
+    # The overall verdict is still the original's rule over all crops: 10 fake at 0.9, 10 real at 0.9.
     assert result.verdict == DEEPFAKE and result.confidence == "low"
     assert result.confidence_reasons == [confidence.NEAR_HALF_REASON, confidence.CROPS_DISAGREE_REASON]
     data = pipeline.result_to_dict(result)

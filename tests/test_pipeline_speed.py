@@ -40,7 +40,7 @@ def crops_of(result: pipeline.Result) -> list[tuple]:
 @pytest.mark.parametrize("frames", [1, 9, 57, 120])
 def test_overlapped_and_sequential_give_the_same_crops_and_verdict(tmp_path, frames):
     video = write_video(tmp_path / "v.mp4", face_frames(frames))
-    settings = Settings.from_mapping({"FRAME_INTERVAL": 3})
+    settings = Settings.from_mapping({"FRAME_INTERVAL": 3, "MIN_FRAMES": 1})
     detector = face.get_detector(640)
     runs = [
         pipeline.analyze(video, settings, detector=detector, classifier=ByBrightness(), read_ahead=ahead)

@@ -1357,6 +1357,14 @@ def test_evaluate_a_folder_of_real_and_fake_videos(runner, app, source_folder, m
     assert [f["file"] for f in report["failed"]] == ["fake/notes.mp4"]
     assert "real/clip.mp4: real -> DeepFake (0.800, 2 crops)" in result.output
     assert report["video_level"]["false_alarms"] == 1.0  # the one real video called DeepFake
+    # Every crop scores 0.8, so however few frames each video is judged on, the two tie.
+    assert report["by_frames"] == [
+        {"frames": count, "roc_auc_mean": 0.5, "roc_auc_p10_p90": [0.5, 0.5]} for count in (1, 2, 3, 5, 10)
+    ]
+    assert (
+        "video ROC AUC judged on a few of each video's frames" in result.output
+        and "   1  0.500 [0.500, 0.500]" in result.output
+    )
 
 
 def test_evaluate_reports_several_sets_side_by_side(runner, app, source_folder, tmp_path, mock_prediction_client):
@@ -1375,8 +1383,8 @@ def test_evaluate_reports_several_sets_side_by_side(runner, app, source_folder, 
         "tiny val, recoloured",
         "tiny val, side-lit",
         "tiny val, re-encoded",
-        "src (1 frame in 50)",
-        "src (1 frame in 25)",
+        "src (1 frame in 50, at least 1 a video)",
+        "src (1 frame in 25, at least 1 a video)",
     ]
     assert sets[0]["crop_level"]["count"] == 6
     # One frame in 25 samples the 60-frame clip 3 times, one in 50 twice.
