@@ -26,7 +26,7 @@ def sequential_decode_and_detect(path: str | Path, settings: Settings, detector:
     them in batches of DETECT_BATCH, one after the other on one thread: the figure that overlapping
     decode and detection has to beat. The frames are those `analyze` samples (`sampling_interval`)."""
     started = time.perf_counter()
-    interval = sampling_interval(face.probe(path, settings.max_pixels).frame_count, settings)  # as analyze samples
+    interval = sampling_interval(face.probe(path, settings.max_pixels).known_frame_count, settings)  # as analyze does
     for batch in batches(_grabbed_samples(path, interval), DETECT_BATCH):
         detector.detect_many(batch, min_face_fraction=settings.min_face_fraction)
     return time.perf_counter() - started

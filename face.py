@@ -67,10 +67,16 @@ class MediaInfo:
     frame_count: int  # from the container; an estimate, the decoder's count is final
     width: int
     height: int
+    frame_count_known: bool = True  # False: the container tells neither frame count nor duration (frame_count 1)
 
     @property
     def duration_s(self) -> float:
         return self.frame_count / self.fps if self.fps > 0 else 0.0
+
+    @property
+    def known_frame_count(self) -> int | None:
+        """``frame_count`` when the container tells it, else None."""
+        return self.frame_count if self.frame_count_known else None
 
 
 @dataclass(frozen=True)
@@ -120,7 +126,14 @@ def probe(path: str | Path, max_pixels: int | None = None) -> MediaInfo:
     with video.Video(path) as clip:
         _check_pixels(*clip.stored_size, max_pixels)
         height, width = clip.first_frame().shape[:2]  # upright
-        return MediaInfo("video", fps=clip.fps, frame_count=clip.frame_count, width=width, height=height)
+        return MediaInfo(
+            "video",
+            fps=clip.fps,
+            frame_count=clip.frame_count,
+            width=width,
+            height=height,
+            frame_count_known=clip.frame_count_known,
+        )
 
 
 class FrameSampler:

@@ -103,15 +103,15 @@ class Result:
         return stats.count if stats else 0
 
 
-def sampling_interval(frame_count: int, settings: Settings) -> int:
+def sampling_interval(frame_count: int | None, settings: Settings) -> int:
     """One frame in every FRAME_INTERVAL, or in fewer for a video that would then give fewer than
     MIN_FRAMES (a clip of a few seconds), so that its verdict does not rest on one or two frames: on
     the sample videos, frames far apart in a clip differ by 0.2 in P(DeepFake) (one standard
     deviation), as much as one clip's mean from another's, and judged on one frame drawn at random
     they score a video ROC AUC of 0.84 on average, on three 0.90, on ten 0.925, no more on forty
     (`evaluate`'s by_frames; MODEL_CARD.md, "Frames a video"). ``frame_count`` is the container's, an
-    estimate."""
-    if -(-frame_count // settings.frame_interval) >= settings.min_frames:
+    estimate; None when it tells none (then FRAME_INTERVAL: a clip of unknown length may be long)."""
+    if frame_count is None or -(-frame_count // settings.frame_interval) >= settings.min_frames:
         return settings.frame_interval
     return max(1, min(settings.frame_interval, frame_count // settings.min_frames))
 
@@ -138,7 +138,7 @@ def analyze(
     path = Path(path)
     info = face.probe(path, settings.max_pixels)
     report = progress or (lambda stage, done, total: None)
-    interval = sampling_interval(info.frame_count, settings)
+    interval = sampling_interval(info.known_frame_count, settings)
     expected = max(1, -(-info.frame_count // interval))
     if expected > settings.max_sampled_frames:
         raise TooManyFramesError(settings.max_sampled_frames)

@@ -79,7 +79,8 @@ class Video:
 
     @property
     def frame_count(self) -> int:
-        """The container's frame count, or one from its duration: an estimate (sampling tells)."""
+        """The container's frame count, or one from its duration: an estimate (sampling tells); 1 when
+        the container tells neither (`frame_count_known`)."""
         if self._stream.frames:
             return self._stream.frames
         if self._stream.duration and self._stream.time_base:
@@ -87,6 +88,13 @@ class Video:
         if self._container.duration:
             return max(1, round(self._container.duration / av.time_base * self.fps))
         return 1
+
+    @property
+    def frame_count_known(self) -> bool:
+        """Whether the container tells its frame count or duration (a browser's live WebM tells neither)."""
+        return bool(
+            self._stream.frames or (self._stream.duration and self._stream.time_base) or self._container.duration
+        )
 
     def first_frame(self) -> np.ndarray:
         """Frame 0, upright, RGB. UnreadableMediaError when there is none that decodes."""
