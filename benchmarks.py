@@ -25,8 +25,8 @@ def sequential_decode_and_detect(path: str | Path, settings: Settings, detector:
     """Seconds for a plain `grab()` over every frame, `retrieve()` of the sampled ones, and MTCNN on
     them in batches of DETECT_BATCH, one after the other on one thread: the figure that overlapping
     decode and detection has to beat. The frames are those `analyze` samples (`sampling_interval`)."""
-    started = time.perf_counter()
     interval = sampling_interval(face.probe(path, settings.max_pixels).known_frame_count, settings)  # as analyze does
+    started = time.perf_counter()
     for batch in batches(_grabbed_samples(path, interval), DETECT_BATCH):
         detector.detect_many(batch, min_face_fraction=settings.min_face_fraction)
     return time.perf_counter() - started

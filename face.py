@@ -64,19 +64,18 @@ class MediaInfo:
 
     kind: str  # "video" or "photo"
     fps: float
-    frame_count: int  # from the container; an estimate, the decoder's count is final
+    known_frame_count: int | None  # from the container, an estimate (the decoder's count is final); None: untold
     width: int
     height: int
-    frame_count_known: bool = True  # False: the container tells neither frame count nor duration (frame_count 1)
+
+    @property
+    def frame_count(self) -> int:
+        """``known_frame_count``, or 1 when the container tells none (one frame at least is sampled)."""
+        return self.known_frame_count or 1
 
     @property
     def duration_s(self) -> float:
         return self.frame_count / self.fps if self.fps > 0 else 0.0
-
-    @property
-    def known_frame_count(self) -> int | None:
-        """``frame_count`` when the container tells it, else None."""
-        return self.frame_count if self.frame_count_known else None
 
 
 @dataclass(frozen=True)
@@ -122,18 +121,11 @@ def probe(path: str | Path, max_pixels: int | None = None) -> MediaInfo:
         photo = _read_photo(path)
         if photo is not None:
             height, width = photo.shape[:2]
-            return MediaInfo("photo", fps=0.0, frame_count=1, width=width, height=height)
+            return MediaInfo("photo", fps=0.0, known_frame_count=1, width=width, height=height)
     with video.Video(path) as clip:
         _check_pixels(*clip.stored_size, max_pixels)
         height, width = clip.first_frame().shape[:2]  # upright
-        return MediaInfo(
-            "video",
-            fps=clip.fps,
-            frame_count=clip.frame_count,
-            width=width,
-            height=height,
-            frame_count_known=clip.frame_count_known,
-        )
+        return MediaInfo("video", fps=clip.fps, known_frame_count=clip.frame_count, width=width, height=height)
 
 
 class FrameSampler:

@@ -78,23 +78,16 @@ class Video:
         return fps if fps > 0 and np.isfinite(fps) else DEFAULT_FPS
 
     @property
-    def frame_count(self) -> int:
-        """The container's frame count, or one from its duration: an estimate (sampling tells); 1 when
-        the container tells neither (`frame_count_known`)."""
+    def frame_count(self) -> int | None:
+        """The container's frame count, or one from its duration: an estimate (sampling tells); None
+        when the container tells neither (a browser's live WebM)."""
         if self._stream.frames:
             return self._stream.frames
         if self._stream.duration and self._stream.time_base:
             return max(1, round(float(self._stream.duration * self._stream.time_base) * self.fps))
         if self._container.duration:
             return max(1, round(self._container.duration / av.time_base * self.fps))
-        return 1
-
-    @property
-    def frame_count_known(self) -> bool:
-        """Whether the container tells its frame count or duration (a browser's live WebM tells neither)."""
-        return bool(
-            self._stream.frames or (self._stream.duration and self._stream.time_base) or self._container.duration
-        )
+        return None
 
     def first_frame(self) -> np.ndarray:
         """Frame 0, upright, RGB. UnreadableMediaError when there is none that decodes."""
