@@ -1013,10 +1013,12 @@ def average_models(
     weights = [1.0] * len(paths) if weights is None else [float(w) for w in weights]
     if len(weights) != len(paths) or not all(w > 0 for w in weights):
         raise ValueError(f"give one positive weight per model ({len(paths)} models, {len(weights)} weights)")
+    if len(paths) < 2:
+        raise ValueError(f"average needs two or more models ({len(paths)} given)")
     networks = [keras.models.load_model(path, compile=False) for path in paths]
     shapes = [[weight.shape for weight in network.get_weights()] for network in networks]
-    if len(networks) < 2 or any(shape != shapes[0] for shape in shapes):
-        raise ValueError("average needs two or more models of the same network (same layers and sizes)")
+    if any(shape != shapes[0] for shape in shapes):
+        raise ValueError("average needs models of the same network (same layers and sizes)")
     networks, size = _at_first_size(networks)
     val_faces = _val_faces(dataset)
     sets = validation_sets(val_faces, size, seed)
