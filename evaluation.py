@@ -351,10 +351,11 @@ def evaluate_videos(
         )
         frames: dict[int, list[float]] = {}
         for crop in result.crops:
+            deepfake = crop.probabilities[custom_vision.DEEPFAKE]
             crop_labels.append(is_fake)
-            crop_scores.append(crop.probabilities[custom_vision.DEEPFAKE])
-            crop_predicted.append(crop.probabilities[custom_vision.DEEPFAKE] >= crop.probabilities[custom_vision.REAL])
-            frames.setdefault(crop.frame, []).append(crop.probabilities[custom_vision.DEEPFAKE])
+            crop_scores.append(deepfake)
+            crop_predicted.append(deepfake >= crop.probabilities[custom_vision.REAL])
+            frames.setdefault(crop.frame, []).append(deepfake)
         if frames:
             frame_scores.append((is_fake, list(frames.values())))
     judged = [video for video in videos if video["deepfake_probability"] is not None]
