@@ -356,6 +356,12 @@ def recipe_option(flags: str, help: str | None = None, value_type: click.ParamTy
     help="The filters of each stage of the network, comma-separated.",
 )
 @recipe_option("--learning-rate", value_type=float)
+@recipe_option(
+    "--keep-epoch",
+    "Keep the weights of the epoch with the best val score, or of the last epoch (for a lever whose trace "
+    "the DFDC-heavy val score barely weighs).",
+    value_type=click.Choice(training.KEEP_EPOCHS),
+)
 @recipe_option("--limit", "Use at most this many crops per split (for quick trials; 0: all).", value_type=int)
 @click.option(
     "--resume",
@@ -382,7 +388,7 @@ def train_command(dataset: Path, out: Path | None, resume: bool, **options) -> N
         raise click.ClickException(str(error)) from error
     best = metrics["best"]
     click.echo(
-        f"best epoch {metrics['best_epoch']}: val ROC AUC {best['val_auc_dfdc']}, pseudo-fake val ROC AUC "
+        f"{config.keep_epoch} epoch {metrics['best_epoch']}: val ROC AUC {best['val_auc_dfdc']}, pseudo-fake val ROC AUC "
         f"{best['val_auc_pseudo']}; temperature {metrics['temperature']}; {metrics['train_seconds']:.0f}s; model in {out}"
     )
 

@@ -278,6 +278,7 @@ class TrainConfig:
     widths: tuple[int, ...] = model.WIDTHS  # the filters of each stage of the network (see `model.build`)
     batch_size: int = 128
     learning_rate: float = 5e-4
+    keep_epoch: str = "best"  # the epoch whose weights are kept (`kept_of`): "best" val score, or "last"
     weight_decay: float = 1e-4
     stem: int = 16
     dropout: float = 0.3
@@ -811,13 +812,15 @@ def train(
     progress: Callable[[str], None] | None = None,
     resume: bool = False,
 ) -> dict:
-    """Train the local network on the `train` split, choosing the epoch on `val` (see `validate`),
-    calibrate it on `val` (see `metrics.fit_temperature`), and write ``out/<model_name>`` and
-    ``out/metrics.json``. The test split is not touched.
+    """Train the local network on the `train` split, keep the epoch ``config.keep_epoch`` names
+    (`kept_of`: by default the best on `val`, see `validate`), calibrate it on `val` (see
+    `metrics.fit_temperature`), and write ``out/<model_name>`` and ``out/metrics.json``. The test
+    split is not touched.
 
     After each epoch it keeps what it needs to go on in ``out/unfinished`` (`UnfinishedTraining`);
     with ``resume`` a training stopped between epochs goes on from its last epoch done, on the same
     examples and learning rates as if it had not stopped (the dropout masks differ)."""
+    check_keep_epoch(config.keep_epoch)
     tf = tf_runtime.load()
     import keras
 
@@ -892,8 +895,8 @@ def train(
                 "seconds": round(time.perf_counter() - started),
             }
             history.append(figures)
-            best = best_of(history)
-            if best is figures:  # better than every epoch before (a tie keeps the earlier)
+            best = kept_of(history, config.keep_epoch)
+            if best is figures:  # the epoch kept so far (`kept_of`)
                 unfinished.keep_best(network, scores, epoch + 1)
             state = {
                 "config": dataclasses.asdict(config),
@@ -919,7 +922,7 @@ def train(
         shuffle=False,
         verbose=0,
     )
-    best = best_of(history)
+    best = kept_of(history, config.keep_epoch)
     network.load_weights(unfinished.best_weights(best["epoch"]))
 
     shipped = model.build(config.input_size, config.widths, stem=config.stem, dropout=config.dropout)
@@ -945,9 +948,23 @@ def train(
     return report
 
 
-def best_of(history: list[dict]) -> dict:
-    """The row of ``history`` of the trained epoch (not the starting model's, epoch 0) with the best val score."""
-    return max((row for row in history if row["epoch"] > 0), key=lambda row: row["val_score"])
+KEEP_EPOCHS = ("best", "last")
+
+
+def check_keep_epoch(keep: str) -> None:
+    if keep not in KEEP_EPOCHS:
+        raise ValueError(f"keep_epoch must be one of {', '.join(KEEP_EPOCHS)}, not {keep!r}")
+
+
+def kept_of(history: list[dict], keep: str = "best") -> dict:
+    """The row of ``history`` of the trained epoch (not the starting model's, epoch 0) whose weights a
+    training keeps: with ``keep`` "best" the one with the best val score (a tie keeps the earlier),
+    with "last" the last. The val score weighs DFDC's own fakes in four of its five sets, so a lever
+    aimed at another trace can teach it more each epoch while the score moves within its noise, and
+    "best" then keeps the epoch where it had taught least (stages 79 and 82, MODEL_CARD.md)."""
+    check_keep_epoch(keep)
+    trained = [row for row in history if row["epoch"] > 0]
+    return trained[-1] if keep == "last" else max(trained, key=lambda row: row["val_score"])
 
 
 def crop_loss(config: TrainConfig):

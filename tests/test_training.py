@@ -235,6 +235,45 @@ def test_train_refuses_to_start_over_an_unfinished_training_and_resumes_it_only_
     assert not (out / "unfinished").exists()
 
 
+def test_kept_of_keeps_the_epoch_with_the_best_val_score_or_the_last():
+    history = [{"epoch": e, "val_score": v} for e, v in enumerate([0.90, 0.80, 0.82, 0.82, 0.81])]
+    assert training.kept_of(history)["epoch"] == 2  # a tie keeps the earlier; the start (epoch 0) is never kept
+    assert training.kept_of(history, "last")["epoch"] == 4
+    with pytest.raises(ValueError, match="keep_epoch must be one of best, last, not 'first'"):
+        training.kept_of(history, "first")
+
+
+def test_train_with_keep_epoch_last_keeps_each_epoch_in_turn_and_writes_the_last(runner, tmp_path, monkeypatch):
+    dataset = tiny_dataset(tmp_path / "tiny")
+    out = tmp_path / "m"
+    # Each epoch scores worse on val than the one before, so "best" would keep the first.
+    falling = iter([0.9, 0.8, 0.7])
+    figures = training.val_figures
+    monkeypatch.setattr(
+        training, "val_figures", lambda sets, scores: {**figures(sets, scores), "val_score": next(falling)}
+    )
+    kept = []  # the weights kept as the epoch to write, as each epoch is reported
+
+    def progress(line: str) -> None:
+        if line.startswith("epoch "):
+            kept.append(sorted(path.name for path in (out / "unfinished").glob("best-*.weights.h5")))
+
+    config = training.TrainConfig(input_size=32, widths=(8,) * 5, epochs=3, keep_epoch="last")
+    metrics = training.train(dataset, out, config, progress=progress)
+    assert kept == [["best-1.weights.h5"], ["best-2.weights.h5"], ["best-3.weights.h5"]]
+    assert metrics["best_epoch"] == 3 and metrics["best"] == metrics["history"][-1]
+    assert metrics["config"]["keep_epoch"] == "last" and (out / "deepfake_crop_cnn.keras").exists()
+    monkeypatch.setattr(training, "val_figures", figures)
+    options = ["--input-size", "32", "--widths", "8,8,8,8,8", "--epochs", "1", "--keep-epoch", "last"]
+    result = runner.invoke(args=["train", str(dataset), "--out", str(tmp_path / "cli"), *options])
+    assert result.exit_code == 0, result.output
+    assert "last epoch 1:" in result.output
+    wrong = runner.invoke(args=["train", str(dataset), "--out", str(out), "--keep-epoch", "first"])
+    assert wrong.exit_code == 2 and "'first' is not one of 'best', 'last'" in wrong.output
+    with pytest.raises(ValueError, match="keep_epoch must be one of best, last, not 'first'"):
+        training.train(dataset, out, dataclasses.replace(config, keep_epoch="first"))
+
+
 def test_an_unfinished_training_goes_on_only_from_the_model_it_started_from(tmp_path):
     config = training.TrainConfig(epochs=4, init="runs/a/deepfake_crop_cnn.keras")
     (tmp_path / "unfinished").mkdir()
