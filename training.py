@@ -267,7 +267,7 @@ class TrainConfig:
     outline_share: float = 0.5  # the share of whole-face pseudo-fake masks drawn out to where a swap's seam runs
     erase_share: float = 0.0  # the share of crops, every class alike, with a patch painted over (`augmentation.erased`)
     soft_share: float = 0.0  # the share of self-blends whose copy is only softer (`augmentation.softened_copy`)
-    extra_soft_share: float = 0.0  # the share of real faces shown a third time, as a softer self-blend (SOFT_FAKE)
+    extra_soft_share: float = 0.2  # the share of real faces shown a third time, as a softer self-blend (SOFT_FAKE)
     deform_share: float = 0.0  # the share of pseudo-fake masks bent out of shape (`augmentation.deformed`)
     fake_weight: float = 0.45  # the fakes' share of the loss: below half, a face that shows no trace leans real
     turned_weight: float = 1.0  # how much more an example of a turned face (`face.TURNED`) counts in the loss; 1: alike
