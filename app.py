@@ -317,6 +317,12 @@ def recipe_option(flags: str, help: str | None = None, value_type: click.ParamTy
     value_type=SHARE,
 )
 @recipe_option(
+    "--extra-part-share",
+    "The share of real faces also shown as a self-blend over one part of the face (mouth, eyes or nose), on top of "
+    "their pseudo-fake (0: none).",
+    value_type=SHARE,
+)
+@recipe_option(
     "--deform-share",
     "The share of pseudo-fake blend masks bent out of shape by a smooth random warp, as Face X-ray bends its hulls (0: none).",
     value_type=SHARE,

@@ -268,6 +268,7 @@ class TrainConfig:
     erase_share: float = 0.0  # the share of crops, every class alike, with a patch painted over (`augmentation.erased`)
     soft_share: float = 0.0  # the share of self-blends whose copy is only softer (`augmentation.softened_copy`)
     extra_soft_share: float = 0.2  # the share of real faces shown a third time, as a softer self-blend (SOFT_FAKE)
+    extra_part_share: float = 0.0  # the share of real faces shown once more, as a self-blend over one part (PART_FAKE)
     deform_share: float = 0.0  # the share of pseudo-fake masks bent out of shape (`augmentation.deformed`)
     fake_weight: float = 0.45  # the fakes' share of the loss: below half, a face that shows no trace leans real
     turned_weight: float = 1.0  # how much more an example of a turned face (`face.TURNED`) counts in the loss; 1: alike
@@ -287,8 +288,10 @@ class TrainConfig:
 
 
 # What a training example is made as. A SOFT_FAKE is a self-blend whose copy is only softer
-# (`augmentation.softened_copy`), shown on top of the face's pseudo-fake (`TrainConfig.extra_soft_share`).
-REAL, PSEUDO_FAKE, DATASET_FAKE, SOFT_FAKE = 0, 1, 2, 3
+# (`augmentation.softened_copy`), shown on top of the face's pseudo-fake (`TrainConfig.extra_soft_share`);
+# a PART_FAKE a self-blend over one part of the face (`augmentation.part_mask`: the mouth, the eyes or the
+# nose, where a reenactment changes the face), shown on top of it too (`TrainConfig.extra_part_share`).
+REAL, PSEUDO_FAKE, DATASET_FAKE, SOFT_FAKE, PART_FAKE = 0, 1, 2, 3, 4
 
 
 def count_rows(dataset: Path, splits: str | tuple[str, ...] | None) -> int:
@@ -354,7 +357,7 @@ class Faces:
         deform_share: float = 0.0,
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """The crop the network sees for face ``index`` made as ``kind`` (a SOFT_FAKE blends in a copy
-        only made softer, whatever the shares), resized to size x size (None: as cut). With ``rng``
+        only made softer, a PART_FAKE blends over one part of the face, whatever the shares), resized to size x size (None: as cut). With ``rng``
         the box is jittered and the crop flipped at random; ``part_share`` of the pseudo-fakes are
         blended over one part of the face, ``swap_share`` of them blend in another real face
         (`augmentation.blend_other_face`), ``soft_share`` of the others a copy only made
@@ -410,6 +413,16 @@ class Faces:
                 part_share,
                 outline_share=outline_share,
                 soft_share=1.0,
+                deform_share=deform_share,
+            )
+        elif kind == PART_FAKE:
+            image, mask = augmentation.self_blend(
+                image,
+                self.keypoints[index],
+                rng,
+                1.0,
+                low_res_share,
+                soft_share=soft_share,
                 deform_share=deform_share,
             )
         box = tuple(int(v) for v in self.boxes[index])
@@ -492,8 +505,10 @@ def epoch_plan(faces: Faces, config: TrainConfig, rng: np.random.Generator) -> l
     """One epoch's examples as (face index, kind), in the order they are shown.
 
     Every real face is shown as itself and, with pseudo-fakes, once more as a pseudo-fake made anew,
-    and ``extra_soft_share`` of them a third time as a softer self-blend (SOFT_FAKE), so that the
-    softer ones add to the other pseudo-fakes instead of taking their place (``soft_share``); the
+    and ``extra_soft_share`` of them once more as a softer self-blend (SOFT_FAKE) and
+    ``extra_part_share`` once more as a self-blend over one part of the face (PART_FAKE), so that
+    these add to the other pseudo-fakes instead of taking their place (``soft_share``,
+    ``part_share``); the
     dataset's own fakes are shown at ``dfdc_fake_share`` (all of them without pseudo-fakes). With
     group batches a group's examples are next to each other, so a real face, its pseudo-fake and
     the swaps made from it share a batch and the network learns what changed, not who is filmed.
@@ -504,6 +519,8 @@ def epoch_plan(faces: Faces, config: TrainConfig, rng: np.random.Generator) -> l
             kinds = [REAL, PSEUDO_FAKE] if config.pseudo_fakes else [REAL]
             if config.pseudo_fakes and config.extra_soft_share and rng.random() < config.extra_soft_share:
                 kinds.append(SOFT_FAKE)  # no draw at 0: older plans stay as drawn
+            if config.pseudo_fakes and config.extra_part_share and rng.random() < config.extra_part_share:
+                kinds.append(PART_FAKE)  # likewise
         else:
             share = config.dfdc_fake_share if config.pseudo_fakes else 1.0
             kinds = [DATASET_FAKE] if rng.random() < share else []

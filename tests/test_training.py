@@ -746,21 +746,24 @@ def test_the_training_pipeline_shows_every_real_face_also_as_a_pseudo_fake(tmp_p
     assert set(low_res_shares) == {0.0}
 
 
+class CountedDraws:
+    """An epoch plan's generator that counts its draws."""
+
+    def __init__(self, seed):
+        self.rng, self.draws = np.random.default_rng(seed), 0
+
+    def random(self):
+        self.draws += 1
+        return self.rng.random()
+
+    def permutation(self, n):
+        return self.rng.permutation(n)
+
+
 def test_extra_softer_pseudo_fakes_are_shown_on_top_of_the_others(tmp_path, monkeypatch):
     faces = training.load_faces(tiny_dataset(tmp_path / "tiny"), "train")
     reals = int((faces.labels == 0).sum())
     config = training.TrainConfig(input_size=64, batch_size=8, degrade=False, dfdc_fake_share=0.0, swap_share=0.0)
-
-    class CountedDraws:  # the plan's generator, counting its draws
-        def __init__(self, seed):
-            self.rng, self.draws = np.random.default_rng(seed), 0
-
-        def random(self):
-            self.draws += 1
-            return self.rng.random()
-
-        def permutation(self, n):
-            return self.rng.permutation(n)
 
     fakes = len(faces) - reals
     for share, draws in ((0.0, fakes), (0.25, fakes + reals)):  # no draw at 0: older plans stay as drawn
@@ -794,6 +797,47 @@ def test_extra_softer_pseudo_fakes_are_shown_on_top_of_the_others(tmp_path, monk
     assert len(labels) == 3 * reals and labels.sum() == 2 * reals  # two of each face's three examples are fakes
     # each face's pseudo-fake as the recipe draws it (no softer copy at soft_share 0), and its softer one
     assert sorted(soft_shares) == [0.0] * reals + [1.0] * reals
+
+
+def test_extra_part_only_pseudo_fakes_are_shown_on_top_of_the_others(tmp_path, monkeypatch):
+    faces = training.load_faces(tiny_dataset(tmp_path / "tiny"), "train")
+    reals = int((faces.labels == 0).sum())
+    config = training.TrainConfig(
+        input_size=64, batch_size=8, degrade=False, dfdc_fake_share=0.0, swap_share=0.0, extra_soft_share=0.0
+    )
+    fakes = len(faces) - reals
+    for share, draws in ((0.0, fakes), (0.25, fakes + reals)):  # no draw at 0: older plans stay as drawn
+        counted = CountedDraws(5)
+        training.epoch_plan(faces, dataclasses.replace(config, extra_part_share=share), counted)
+        assert counted.draws == draws
+
+    both = dataclasses.replace(config, extra_part_share=0.25, extra_soft_share=0.5)
+    shown = [training.epoch_plan(faces, both, np.random.default_rng(seed)) for seed in range(400)]
+    for plan in shown:  # every real face as itself and as a pseudo-fake still, the part-only ones on top
+        kinds = [kind for _, kind in plan]
+        assert kinds.count(training.REAL) == reals and kinds.count(training.PSEUDO_FAKE) == reals
+        parts = [index for index, kind in plan if kind == training.PART_FAKE]
+        assert len(set(parts)) == len(parts) and all(faces.labels[i] == 0 for i in parts)
+    counts = {
+        kind: np.mean([sum(shown_kind == kind for _, shown_kind in plan) for plan in shown])
+        for kind in (training.PART_FAKE, training.SOFT_FAKE)
+    }
+    assert counts[training.PART_FAKE] == pytest.approx(reals / 4, rel=0.1)
+    assert counts[training.SOFT_FAKE] == pytest.approx(reals / 2, rel=0.1)  # drawn apart from the part-only ones
+
+    part_shares = []
+
+    def spy(image, keypoints, rng, part_share=0.0, *rest, **named):
+        part_shares.append(part_share)
+        return real_self_blend(image, keypoints, rng, part_share, *rest, **named)
+
+    real_self_blend = augmentation.self_blend
+    monkeypatch.setattr(augmentation, "self_blend", spy)
+    batches = training.training_batches(faces, dataclasses.replace(config, extra_part_share=1.0, part_share=0.0))
+    labels = np.concatenate([next(batches)[1] for _ in range(4)])  # 9 real faces, each three times: one epoch
+    assert len(labels) == 3 * reals and labels.sum() == 2 * reals  # two of each face's three examples are fakes
+    # each face's pseudo-fake as the recipe draws it (never part-only at part_share 0), and its part-only one
+    assert sorted(part_shares) == [0.0] * reals + [1.0] * reals
 
 
 def test_the_training_pipeline_recolours_real_and_fake_faces_alike(tmp_path, monkeypatch):
@@ -1593,6 +1637,7 @@ def test_label_smoothing_makes_the_loss_least_at_its_drawn_in_labels():
         ("--erase-share", 0.5, "erase_share"),
         ("--soft-share", 0.5, "soft_share"),
         ("--extra-soft-share", 0.25, "extra_soft_share"),
+        ("--extra-part-share", 0.25, "extra_part_share"),
         ("--deform-share", 0.5, "deform_share"),
         ("--turned-weight", 3.0, "turned_weight"),
         ("--label-smoothing", 0.1, "label_smoothing"),
@@ -1627,6 +1672,7 @@ def test_train_refuses_a_label_smoothing_past_one_half(runner, tmp_path):
         "--erase-share",
         "--soft-share",
         "--extra-soft-share",
+        "--extra-part-share",
         "--deform-share",
     ],
 )
