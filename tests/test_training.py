@@ -706,6 +706,7 @@ def test_the_training_pipeline_shows_every_real_face_also_as_a_pseudo_fake(tmp_p
         outline_share=0.5,
         soft_share=0.4,
         deform_share=0.6,
+        extra_soft_share=0.0,  # one pseudo-fake a face, none on top
     )
     batches = training.training_batches(faces, config)
     crops, labels, weights = [], [], []
@@ -996,8 +997,8 @@ def test_with_paired_views_a_real_face_and_its_pseudo_fake_differ_by_the_blend_a
 
 def pseudo_fake_twins(faces: training.Faces, config: training.TrainConfig) -> int:
     """Of one epoch's 9 real faces (of the tiny dataset, without its fakes), how many have a pseudo-fake
-    shown exactly as the face is."""
-    batches = training.training_batches(faces, config)
+    shown exactly as the face is (one pseudo-fake a face: none on top)."""
+    batches = training.training_batches(faces, dataclasses.replace(config, extra_soft_share=0.0, extra_part_share=0.0))
     crops, labels = zip(*((x, y) for x, y, _ in (next(batches) for _ in range(3))), strict=True)
     crops, labels = np.concatenate(crops), np.concatenate(labels)
     assert len(labels) == 18 and labels.sum() == 9
@@ -1052,7 +1053,9 @@ def test_with_paired_views_a_real_face_and_its_pseudo_fake_are_erased_alike(tmp_
 def test_the_training_pipeline_shows_pairs_alike_only_with_paired_views(tmp_path, monkeypatch):
     faces = training.load_faces(tiny_dataset(tmp_path / "tiny"), "train")
     unseen_blend(monkeypatch)
-    config = training.TrainConfig(input_size=32, batch_size=6, dfdc_fake_share=0.0, swap_share=0.5, codec_share=0.3)
+    config = training.TrainConfig(
+        input_size=32, batch_size=6, dfdc_fake_share=0.0, swap_share=0.5, codec_share=0.3, extra_soft_share=0.0
+    )
 
     assert pseudo_fake_twins(faces, config) == 9  # by default
     # apart: each example drawn for itself alone
@@ -1541,7 +1544,9 @@ def test_a_real_faces_xray_is_empty_and_a_dataset_fakes_unknown(tmp_path):
 
 def test_with_xray_weight_the_batches_carry_each_crops_xray_weighed_where_known(tmp_path):
     faces = training.load_faces(tiny_dataset(tmp_path / "tiny"), "train")
-    config = training.TrainConfig(input_size=64, batch_size=27, dfdc_fake_share=1.0, xray_weight=1.0)
+    config = training.TrainConfig(
+        input_size=64, batch_size=27, dfdc_fake_share=1.0, xray_weight=1.0, extra_soft_share=0.0
+    )
     crops, (labels, xrays), (weights, known) = next(training.training_batches(faces, config))
     assert crops.shape == (27, 64, 64, 3) and xrays.shape == (27, 8, 8, 1) and known.shape == (27, 1, 1)
     plain = next(training.training_batches(faces, dataclasses.replace(config, xray_weight=0.0)))
