@@ -267,7 +267,7 @@ class TrainConfig:
     outline_share: float = 0.5  # the share of whole-face pseudo-fake masks drawn out to where a swap's seam runs
     erase_share: float = 0.0  # the share of crops, every class alike, with a patch painted over (`augmentation.erased`)
     soft_share: float = 0.0  # the share of self-blends whose copy is only softer (`augmentation.softened_copy`)
-    extra_soft_share: float = 0.2  # the share of real faces shown a third time, as a softer self-blend (SOFT_FAKE)
+    extra_soft_share: float = 0.2  # the share of real faces shown once more, as a softer self-blend (SOFT_FAKE)
     extra_part_share: float = 0.0  # the share of real faces shown once more, as a self-blend over one part (PART_FAKE)
     deform_share: float = 0.0  # the share of pseudo-fake masks bent out of shape (`augmentation.deformed`)
     fake_weight: float = 0.45  # the fakes' share of the loss: below half, a face that shows no trace leans real
@@ -356,13 +356,13 @@ class Faces:
         soft_share: float = 0.0,
         deform_share: float = 0.0,
     ) -> tuple[np.ndarray, np.ndarray | None]:
-        """The crop the network sees for face ``index`` made as ``kind`` (a SOFT_FAKE blends in a copy
-        only made softer, a PART_FAKE blends over one part of the face, whatever the shares), resized to size x size (None: as cut). With ``rng``
-        the box is jittered and the crop flipped at random; ``part_share`` of the pseudo-fakes are
-        blended over one part of the face, ``swap_share`` of them blend in another real face
-        (`augmentation.blend_other_face`), ``soft_share`` of the others a copy only made
-        softer (`augmentation.softened_copy`) and ``low_res_share`` of the rest a copy rendered at a
-        lower resolution; ``outline_share`` of the whole-face masks reach the face's outline
+        """The crop the network sees for face ``index`` made as ``kind`` (a SOFT_FAKE blends in a copy only made
+        softer, a PART_FAKE blends over one part of the face, whatever the shares), resized to size x size
+        (None: as cut). With ``rng`` the box is jittered and the crop flipped at random; ``part_share`` of
+        the pseudo-fakes are blended over one part of the face, ``swap_share`` of them blend in another
+        real face (`augmentation.blend_other_face`), ``soft_share`` of the others a copy only made softer
+        (`augmentation.softened_copy`) and ``low_res_share`` of the rest a copy rendered at a lower
+        resolution; ``outline_share`` of the whole-face masks reach the face's outline
         (`augmentation.outline_mask`), and ``deform_share`` of all masks are bent out of shape
         (`augmentation.deformed`); ``recolour`` of the crops are shown in other colours
         (`augmentation.recolour`); ``light_and_pose`` of them tilted and reframed
@@ -504,14 +504,13 @@ def load_faces(dataset: Path, split: str, limit: int = 0) -> Faces:
 def epoch_plan(faces: Faces, config: TrainConfig, rng: np.random.Generator) -> list[tuple[int, int]]:
     """One epoch's examples as (face index, kind), in the order they are shown.
 
-    Every real face is shown as itself and, with pseudo-fakes, once more as a pseudo-fake made anew,
-    and ``extra_soft_share`` of them once more as a softer self-blend (SOFT_FAKE) and
-    ``extra_part_share`` once more as a self-blend over one part of the face (PART_FAKE), so that
-    these add to the other pseudo-fakes instead of taking their place (``soft_share``,
-    ``part_share``); the
-    dataset's own fakes are shown at ``dfdc_fake_share`` (all of them without pseudo-fakes). With
-    group batches a group's examples are next to each other, so a real face, its pseudo-fake and
-    the swaps made from it share a batch and the network learns what changed, not who is filmed.
+    Every real face is shown as itself and, with pseudo-fakes, once more as a pseudo-fake made anew, and
+    ``extra_soft_share`` of them once more as a softer self-blend (SOFT_FAKE) and ``extra_part_share``
+    once more as a self-blend over one part of the face (PART_FAKE), so that these add to the other
+    pseudo-fakes instead of taking their place (``soft_share``, ``part_share``); the dataset's own fakes
+    are shown at ``dfdc_fake_share`` (all of them without pseudo-fakes). With group batches a group's
+    examples are next to each other, so a real face, its pseudo-fake and the swaps made from it share a
+    batch and the network learns what changed, not who is filmed.
     """
     groups: dict[str, list[tuple[int, int]]] = {}
     for index, row in enumerate(faces.rows):
