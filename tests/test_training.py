@@ -7,6 +7,7 @@ import copy
 import csv
 import dataclasses
 import hashlib
+import inspect
 import json
 from pathlib import Path
 
@@ -761,6 +762,27 @@ class CountedDraws:
         return self.rng.permutation(n)
 
 
+def blend_shares_of_one_epoch(faces, config, monkeypatch, share: str) -> list[float]:
+    """The ``share`` argument (as "soft_share") of every self-blend made over one epoch of the tiny
+    dataset's 9 real faces, each shown three times (itself, its pseudo-fake and one more on top), sorted."""
+    real_self_blend = augmentation.self_blend
+    signature = inspect.signature(real_self_blend)
+    shares = []
+
+    def spy(*args, **kwargs):
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        shares.append(bound.arguments[share])
+        return real_self_blend(*args, **kwargs)
+
+    monkeypatch.setattr(augmentation, "self_blend", spy)
+    batches = training.training_batches(faces, config)
+    labels = np.concatenate([next(batches)[1] for _ in range(4)])  # batches of 8: one epoch of 27
+    reals = int((faces.labels == 0).sum())
+    assert len(labels) == 3 * reals and labels.sum() == 2 * reals  # two of each face's three examples are fakes
+    return sorted(shares)
+
+
 def test_extra_softer_pseudo_fakes_are_shown_on_top_of_the_others(tmp_path, monkeypatch):
     faces = training.load_faces(tiny_dataset(tmp_path / "tiny"), "train")
     reals = int((faces.labels == 0).sum())
@@ -785,19 +807,11 @@ def test_extra_softer_pseudo_fakes_are_shown_on_top_of_the_others(tmp_path, monk
         reals / 4, rel=0.1
     )
 
-    soft_shares = []
-
-    def spy(image, keypoints, rng, part_share=0.0, low_res_share=0.0, outline_share=0.0, soft_share=0.0, **rest):
-        soft_shares.append(soft_share)
-        return real_self_blend(image, keypoints, rng, part_share, low_res_share, outline_share, soft_share, **rest)
-
-    real_self_blend = augmentation.self_blend
-    monkeypatch.setattr(augmentation, "self_blend", spy)
-    batches = training.training_batches(faces, dataclasses.replace(config, extra_soft_share=1.0, soft_share=0.0))
-    labels = np.concatenate([next(batches)[1] for _ in range(4)])  # 9 real faces, each three times: one epoch
-    assert len(labels) == 3 * reals and labels.sum() == 2 * reals  # two of each face's three examples are fakes
+    every_face_on_top = dataclasses.replace(config, extra_soft_share=1.0, soft_share=0.0)
     # each face's pseudo-fake as the recipe draws it (no softer copy at soft_share 0), and its softer one
-    assert sorted(soft_shares) == [0.0] * reals + [1.0] * reals
+    assert (
+        blend_shares_of_one_epoch(faces, every_face_on_top, monkeypatch, "soft_share") == [0.0] * reals + [1.0] * reals
+    )
 
 
 def test_extra_part_only_pseudo_fakes_are_shown_on_top_of_the_others(tmp_path, monkeypatch):
@@ -826,19 +840,11 @@ def test_extra_part_only_pseudo_fakes_are_shown_on_top_of_the_others(tmp_path, m
     assert counts[training.PART_FAKE] == pytest.approx(reals / 4, rel=0.1)
     assert counts[training.SOFT_FAKE] == pytest.approx(reals / 2, rel=0.1)  # drawn apart from the part-only ones
 
-    part_shares = []
-
-    def spy(image, keypoints, rng, part_share=0.0, *rest, **named):
-        part_shares.append(part_share)
-        return real_self_blend(image, keypoints, rng, part_share, *rest, **named)
-
-    real_self_blend = augmentation.self_blend
-    monkeypatch.setattr(augmentation, "self_blend", spy)
-    batches = training.training_batches(faces, dataclasses.replace(config, extra_part_share=1.0, part_share=0.0))
-    labels = np.concatenate([next(batches)[1] for _ in range(4)])  # 9 real faces, each three times: one epoch
-    assert len(labels) == 3 * reals and labels.sum() == 2 * reals  # two of each face's three examples are fakes
+    every_face_on_top = dataclasses.replace(config, extra_part_share=1.0, part_share=0.0)
     # each face's pseudo-fake as the recipe draws it (never part-only at part_share 0), and its part-only one
-    assert sorted(part_shares) == [0.0] * reals + [1.0] * reals
+    assert (
+        blend_shares_of_one_epoch(faces, every_face_on_top, monkeypatch, "part_share") == [0.0] * reals + [1.0] * reals
+    )
 
 
 def test_the_training_pipeline_recolours_real_and_fake_faces_alike(tmp_path, monkeypatch):
