@@ -394,35 +394,15 @@ class Faces:
                 outline_share,
                 deform_share,
             )
-        elif kind == PSEUDO_FAKE:
+        elif kind in (PSEUDO_FAKE, SOFT_FAKE, PART_FAKE):  # a self-blend; the kinds on top fix its copy or its mask
             image, mask = augmentation.self_blend(
                 image,
                 self.keypoints[index],
                 rng,
-                part_share,
+                1.0 if kind == PART_FAKE else part_share,
                 low_res_share,
                 outline_share,
-                soft_share,
-                deform_share=deform_share,
-            )
-        elif kind == SOFT_FAKE:
-            image, mask = augmentation.self_blend(
-                image,
-                self.keypoints[index],
-                rng,
-                part_share,
-                outline_share=outline_share,
-                soft_share=1.0,
-                deform_share=deform_share,
-            )
-        elif kind == PART_FAKE:
-            image, mask = augmentation.self_blend(
-                image,
-                self.keypoints[index],
-                rng,
-                1.0,
-                low_res_share,
-                soft_share=soft_share,
+                1.0 if kind == SOFT_FAKE else soft_share,
                 deform_share=deform_share,
             )
         box = tuple(int(v) for v in self.boxes[index])
