@@ -323,6 +323,12 @@ def recipe_option(flags: str, help: str | None = None, value_type: click.ParamTy
     value_type=SHARE,
 )
 @recipe_option(
+    "--soft-real-share",
+    "The share of real faces also shown softened whole, as a real face: a softer self-blend's softness without its "
+    'seam, so that a soft face alone is no cue for "fake" (0: none).',
+    value_type=SHARE,
+)
+@recipe_option(
     "--deform-share",
     "The share of pseudo-fake blend masks bent out of shape by a smooth random warp, as Face X-ray bends its hulls (0: none).",
     value_type=SHARE,

@@ -269,6 +269,7 @@ class TrainConfig:
     soft_share: float = 0.0  # the share of self-blends whose copy is only softer (`augmentation.softened_copy`)
     extra_soft_share: float = 0.2  # the share of real faces shown once more, as a softer self-blend (SOFT_FAKE)
     extra_part_share: float = 0.0  # the share of real faces shown once more, as a self-blend over one part (PART_FAKE)
+    soft_real_share: float = 0.0  # the share of real faces shown once more, softened whole, as real (SOFT_REAL)
     deform_share: float = 0.0  # the share of pseudo-fake masks bent out of shape (`augmentation.deformed`)
     fake_weight: float = 0.45  # the fakes' share of the loss: below half, a face that shows no trace leans real
     turned_weight: float = 1.0  # how much more an example of a turned face (`face.TURNED`) counts in the loss; 1: alike
@@ -291,7 +292,10 @@ class TrainConfig:
 # (`augmentation.softened_copy`), shown on top of the face's pseudo-fake (`TrainConfig.extra_soft_share`);
 # a PART_FAKE a self-blend over one part of the face (`augmentation.part_mask`: the mouth, the eyes or the
 # nose, where a reenactment changes the face), shown on top of it too (`TrainConfig.extra_part_share`).
-REAL, PSEUDO_FAKE, DATASET_FAKE, SOFT_FAKE, PART_FAKE = 0, 1, 2, 3, 4
+# A SOFT_REAL is a real face whose whole face region is softened as a SOFT_FAKE's copy is: the softness
+# without the seam, labelled real (`TrainConfig.soft_real_share`), so that a face filmed soft is no cue.
+REAL, PSEUDO_FAKE, DATASET_FAKE, SOFT_FAKE, PART_FAKE, SOFT_REAL = 0, 1, 2, 3, 4, 5
+REAL_KINDS = (REAL, SOFT_REAL)
 
 
 def count_rows(dataset: Path, splits: str | tuple[str, ...] | None) -> int:
@@ -357,7 +361,8 @@ class Faces:
         deform_share: float = 0.0,
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """The crop the network sees for face ``index`` made as ``kind`` (a SOFT_FAKE blends in a copy only made
-        softer, a PART_FAKE blends over one part of the face, whatever the shares), resized to size x size
+        softer, a PART_FAKE blends over one part of the face, whatever the shares; a SOFT_REAL is that softer
+        copy whole, with no blend), resized to size x size
         (None: as cut). With ``rng`` the box is jittered and the crop flipped at random; ``part_share`` of
         the pseudo-fakes are blended over one part of the face, ``swap_share`` of them blend in another
         real face (`augmentation.blend_other_face`), ``soft_share`` of the others a copy only made softer
@@ -405,6 +410,8 @@ class Faces:
                 1.0 if kind == SOFT_FAKE else soft_share,
                 deform_share=deform_share,
             )
+        elif kind == SOFT_REAL:
+            image = augmentation.softened_copy(image, rng)
         box = tuple(int(v) for v in self.boxes[index])
         keep_mask = xray_size and mask is not None  # a pseudo-fake's
         view = rng if view_rng is None else view_rng
@@ -431,7 +438,7 @@ class Faces:
         if keep_mask:
             cut = mask[y1:y2, x1:x2]
             xray = cv2.resize(4 * cut * (1 - cut), (xray_size, xray_size), interpolation=cv2.INTER_AREA)
-        elif kind == REAL and xray_size:
+        elif kind in REAL_KINDS and xray_size:
             xray = np.zeros((xray_size, xray_size), dtype=np.float32)
         if view is not None and view.random() < 0.5:
             crop = crop[:, ::-1]
@@ -487,7 +494,8 @@ def epoch_plan(faces: Faces, config: TrainConfig, rng: np.random.Generator) -> l
     Every real face is shown as itself and, with pseudo-fakes, once more as a pseudo-fake made anew, and
     ``extra_soft_share`` of them once more as a softer self-blend (SOFT_FAKE) and ``extra_part_share``
     once more as a self-blend over one part of the face (PART_FAKE), so that these add to the other
-    pseudo-fakes instead of taking their place (``soft_share``, ``part_share``); the dataset's own fakes
+    pseudo-fakes instead of taking their place (``soft_share``, ``part_share``), and ``soft_real_share``
+    once more softened whole, as a real face (SOFT_REAL); the dataset's own fakes
     are shown at ``dfdc_fake_share`` (all of them without pseudo-fakes). With group batches a group's
     examples are next to each other, so a real face, its pseudo-fake and the swaps made from it share a
     batch and the network learns what changed, not who is filmed.
@@ -500,6 +508,8 @@ def epoch_plan(faces: Faces, config: TrainConfig, rng: np.random.Generator) -> l
                 kinds.append(SOFT_FAKE)  # no draw at 0: older plans stay as drawn
             if config.pseudo_fakes and config.extra_part_share and rng.random() < config.extra_part_share:
                 kinds.append(PART_FAKE)  # likewise
+            if config.soft_real_share and rng.random() < config.soft_real_share:
+                kinds.append(SOFT_REAL)  # likewise
         else:
             share = config.dfdc_fake_share if config.pseudo_fakes else 1.0
             kinds = [DATASET_FAKE] if rng.random() < share else []
@@ -531,7 +541,7 @@ def training_batches(faces: Faces, config: TrainConfig, workers: int = 2, skip: 
         for epoch_seed in seeds.spawn(10**6):
             rng = np.random.default_rng(epoch_seed)
             plan = epoch_plan(faces, config, rng)
-            labels = np.array([kind != REAL for _, kind in plan], dtype=np.float32)
+            labels = np.array([kind not in REAL_KINDS for _, kind in plan], dtype=np.float32)
             weights = example_weights(labels, turned[[index for index, _ in plan]], config)
             views = int(rng.integers(2**63)) if config.paired_views else None  # no draw when not paired
             for start in range(0, len(plan), config.batch_size):

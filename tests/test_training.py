@@ -847,6 +847,67 @@ def test_extra_part_only_pseudo_fakes_are_shown_on_top_of_the_others(tmp_path, m
     )
 
 
+def test_softened_real_faces_are_shown_on_top_and_labelled_real(tmp_path):
+    faces = training.load_faces(tiny_dataset(tmp_path / "tiny"), "train")
+    reals = int((faces.labels == 0).sum())
+    config = training.TrainConfig(
+        input_size=64, batch_size=8, degrade=False, dfdc_fake_share=0.0, swap_share=0.0, extra_soft_share=0.0
+    )
+    fakes = len(faces) - reals
+    for share, draws in ((0.0, fakes), (0.25, fakes + reals)):  # no draw at 0: older plans stay as drawn
+        counted = CountedDraws(5)
+        training.epoch_plan(faces, dataclasses.replace(config, soft_real_share=share), counted)
+        assert counted.draws == draws
+
+    shown = [
+        training.epoch_plan(faces, dataclasses.replace(config, soft_real_share=0.25), np.random.default_rng(seed))
+        for seed in range(400)
+    ]
+    for plan in shown:  # every real face as itself and as a pseudo-fake still, the softened ones on top
+        kinds = [kind for _, kind in plan]
+        assert kinds.count(training.REAL) == reals and kinds.count(training.PSEUDO_FAKE) == reals
+        soft = [index for index, kind in plan if kind == training.SOFT_REAL]
+        assert len(set(soft)) == len(soft) and all(faces.labels[i] == 0 for i in soft)
+    assert np.mean([sum(kind == training.SOFT_REAL for _, kind in plan) for plan in shown]) == pytest.approx(
+        reals / 4, rel=0.1
+    )
+
+    batches = training.training_batches(faces, dataclasses.replace(config, soft_real_share=1.0))
+    labels = np.concatenate([next(batches)[1] for _ in range(4)])  # batches of 8: one epoch of 27
+    assert len(labels) == 3 * reals and labels.sum() == reals  # the softened face is a real one
+
+
+def test_a_softened_real_face_is_its_whole_face_region_made_softer(tmp_path, monkeypatch):
+    faces = training.load_faces(tiny_dataset(tmp_path / "tiny"), "train")
+    shown = dict(degrade=True, recolour=1.0, light_and_pose=1.0, codec_share=0.5)
+
+    def sharpness(crop: np.ndarray) -> float:
+        return cv2.Laplacian(cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY), cv2.CV_64F).var()
+
+    reals = np.flatnonzero(faces.labels == 0)
+    softer = []
+    for seed, index in enumerate(reals):  # shown alike (paired views), so they differ by the softening alone
+        real, soft = (
+            faces.crop(index, kind, None, np.random.default_rng(seed), False, view_rng=np.random.default_rng(seed))
+            for kind in (training.REAL, training.SOFT_REAL)
+        )
+        assert real.shape == soft.shape
+        softer.append(sharpness(soft) < sharpness(real))
+        real, soft = (
+            faces.crop(index, kind, None, np.random.default_rng(seed), view_rng=np.random.default_rng(99), **shown)
+            for kind in (training.REAL, training.SOFT_REAL)
+        )
+        assert real.shape == soft.shape and not np.array_equal(real, soft)
+    assert all(softer)
+
+    grey = np.full_like(faces.contexts[reals[0]], 128)
+    monkeypatch.setattr(augmentation, "softened_copy", lambda image, rng: grey)
+    whole = faces.crop(reals[0], training.SOFT_REAL, None, np.random.default_rng(0), degrade=False)
+    assert (whole == 128).all()  # the copy taken whole, no blend with the face as filmed
+    xray = faces.crop_and_xray(reals[0], training.SOFT_REAL, 64, np.random.default_rng(0), degrade=False, xray_size=16)
+    assert not xray[1].any()  # no blend: a real face's X-ray
+
+
 def test_the_training_pipeline_recolours_real_and_fake_faces_alike(tmp_path, monkeypatch):
     faces = training.load_faces(tiny_dataset(tmp_path / "tiny"), "train")
     recoloured = []
@@ -1649,6 +1710,7 @@ def test_label_smoothing_makes_the_loss_least_at_its_drawn_in_labels():
         ("--soft-share", 0.5, "soft_share"),
         ("--extra-soft-share", 0.25, "extra_soft_share"),
         ("--extra-part-share", 0.25, "extra_part_share"),
+        ("--soft-real-share", 0.25, "soft_real_share"),
         ("--deform-share", 0.5, "deform_share"),
         ("--turned-weight", 3.0, "turned_weight"),
         ("--label-smoothing", 0.1, "label_smoothing"),
@@ -1684,6 +1746,7 @@ def test_train_refuses_a_label_smoothing_past_one_half(runner, tmp_path):
         "--soft-share",
         "--extra-soft-share",
         "--extra-part-share",
+        "--soft-real-share",
         "--deform-share",
     ],
 )
