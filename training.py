@@ -538,7 +538,8 @@ def training_batches(faces: Faces, config: TrainConfig, workers: int = 2, skip: 
     seeds = np.random.SeedSequence(stream_entropy(config))
     turned = faces.turned()
     with ThreadPoolExecutor(workers) as pool:  # OpenCV lets go of the GIL: threads make crops in parallel
-        for epoch_seed in seeds.spawn(10**6):
+        while True:
+            (epoch_seed,) = seeds.spawn(1)  # the n-th epoch's is the n-th child, as spawn(n) would give it
             rng = np.random.default_rng(epoch_seed)
             plan = epoch_plan(faces, config, rng)
             labels = np.array([kind not in REAL_KINDS for _, kind in plan], dtype=np.float32)

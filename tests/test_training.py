@@ -1205,6 +1205,22 @@ def test_the_training_batches_weigh_the_turned_faces_examples_as_told(tmp_path, 
     assert len(set(np.round(weights[labels == 0], 5))) == 2  # turned real faces and the others
 
 
+def test_each_epoch_draws_its_examples_from_its_own_child_of_the_training_stream(tmp_path, monkeypatch):
+    """The n-th epoch's plan comes from the n-th child of the stream's seed sequence, as it did when the
+    children were spawned all at once: stages trained before see the same examples when retrained."""
+    faces = training.load_faces(tiny_dataset(tmp_path / "tiny"), "train")
+    turned = np.arange(len(faces)) % 2 == 0  # weights tell the examples' order apart
+    monkeypatch.setattr(training.Faces, "turned", lambda self: turned)
+    config = training.TrainConfig(input_size=32, batch_size=256, turned_weight=3.0, degrade=False)
+    batches = training.training_batches(faces, config)
+    children = np.random.SeedSequence(training.stream_entropy(config)).spawn(3)
+    for child in children:
+        _, labels, weights = next(batches)  # one batch: the whole epoch
+        plan = training.epoch_plan(faces, config, np.random.default_rng(child))
+        assert np.array_equal(labels, [kind not in training.REAL_KINDS for _, kind in plan])
+        assert weights == pytest.approx(training.example_weights(labels, turned[[index for index, _ in plan]], config))
+
+
 def test_epoch_plan_keeps_a_group_together_and_weighs_the_datasets_fakes():
     rows = [{"group": g} for g in ["a", "a", "b", "b", "c", "a"]]
     labels = np.array([0, 1, 0, 1, 0, 1], dtype=np.float32)
@@ -1663,30 +1679,23 @@ def test_train_with_xray_weight_saves_the_network_without_its_head(runner, tmp_p
     assert refused.exit_code != 0 and "--xray-weight" in refused.output
 
 
-def test_train_with_codec_share_codes_the_degradations_as_h264(runner, tmp_path, monkeypatch):
+def test_the_training_pipeline_codes_codec_share_of_the_degradations_as_h264(tmp_path, monkeypatch):
     coded = []
     h264 = augmentation.h264
     monkeypatch.setattr(augmentation, "h264", lambda image, crf: coded.append(crf) or h264(image, crf))
-    dataset = tiny_dataset(tmp_path / "tiny")
-    jpeg = runner.invoke(
-        args=["train", str(dataset), "--out", str(tmp_path / "jpeg"), "--codec-share", "0", *TINY_TRAINING]
-    )
-    assert jpeg.exit_code == 0, jpeg.output
-    assert coded == []  # at 0 every degradation is JPEG
-    default = runner.invoke(args=["train", str(dataset), "--out", str(tmp_path / "half"), *TINY_TRAINING])
-    assert default.exit_code == 0, default.output
-    assert json.loads((tmp_path / "half" / "metrics.json").read_text())["config"]["codec_share"] == 0.5
-    by_default = len(coded)
-    assert by_default  # by default half of them are H.264
-    coded.clear()
-    result = runner.invoke(
-        args=["train", str(dataset), "--out", str(tmp_path / "x"), "--codec-share", "1", *TINY_TRAINING]
-    )
-    assert result.exit_code == 0, result.output
-    assert len(coded) > by_default and all(18 <= crf <= 42 for crf in coded)
-    assert json.loads((tmp_path / "x" / "metrics.json").read_text())["config"]["codec_share"] == 1.0
-    refused = runner.invoke(args=["train", str(dataset), "--codec-share", "1.5", *TINY_TRAINING])
-    assert refused.exit_code != 0 and "--codec-share" in refused.output
+    faces = training.load_faces(tiny_dataset(tmp_path / "tiny"), "train")
+    config = training.TrainConfig(input_size=32, batch_size=8)
+    counts = {}
+    for share in (0.0, 0.5, 1.0):
+        coded.clear()
+        batches = training.training_batches(faces, dataclasses.replace(config, codec_share=share))
+        for _ in range(6):  # about two epochs of the tiny split
+            next(batches)
+        counts[share] = len(coded)
+        assert all(18 <= crf <= 42 for crf in coded)
+    assert counts[0.0] == 0  # at 0 every degradation is JPEG
+    assert 0 < counts[0.5] < counts[1.0]  # by default half of them are H.264, at 1 all
+    assert training.TrainConfig().codec_share == 0.5
 
 
 def test_label_smoothing_makes_the_loss_least_at_its_drawn_in_labels():
@@ -1703,28 +1712,47 @@ def test_label_smoothing_makes_the_loss_least_at_its_drawn_in_labels():
     assert training.TrainConfig().label_smoothing == 0.0
 
 
-@pytest.mark.parametrize(
-    ("flag", "value", "field"),
-    [
-        ("--erase-share", 0.5, "erase_share"),
-        ("--soft-share", 0.5, "soft_share"),
-        ("--extra-soft-share", 0.25, "extra_soft_share"),
-        ("--extra-part-share", 0.25, "extra_part_share"),
-        ("--soft-real-share", 0.25, "soft_real_share"),
-        ("--deform-share", 0.5, "deform_share"),
-        ("--turned-weight", 3.0, "turned_weight"),
-        ("--label-smoothing", 0.1, "label_smoothing"),
-        ("--sharpness-rho", 0.05, "sharpness_rho"),
-        ("--limit", 16, "limit"),
-    ],
-)
-def test_train_takes_a_recipe_option_and_records_it(runner, tmp_path, flag, value, field):
-    dataset = tiny_dataset(tmp_path / "tiny")
-    result = runner.invoke(args=["train", str(dataset), "--out", str(tmp_path / "m"), flag, str(value), *TINY_TRAINING])
+RECIPE_OPTIONS = [  # (flag, value, TrainConfig field): each away from its default
+    ("--codec-share", 1.0, "codec_share"),
+    ("--erase-share", 0.5, "erase_share"),
+    ("--soft-share", 0.5, "soft_share"),
+    ("--extra-soft-share", 0.25, "extra_soft_share"),
+    ("--extra-part-share", 0.25, "extra_part_share"),
+    ("--soft-real-share", 0.25, "soft_real_share"),
+    ("--deform-share", 0.5, "deform_share"),
+    ("--turned-weight", 3.0, "turned_weight"),
+    ("--label-smoothing", 0.1, "label_smoothing"),
+    ("--sharpness-rho", 0.05, "sharpness_rho"),
+    ("--limit", 16, "limit"),
+]
+
+
+def test_train_takes_the_recipe_options_and_records_them(runner, tmp_path):
+    """One training with every recipe option away from its default (a training each would cost the
+    suite 15-30 s apiece): it runs with them all and records each; what each does is tested on its own."""
+    defaults = training.TrainConfig()
+    assert all(getattr(defaults, field) != value for _, value, field in RECIPE_OPTIONS)
+    assert defaults.paired_views is True  # the shipped model's last stage showed its pairs alike
+    options = [str(part) for flag, value, _ in RECIPE_OPTIONS for part in (flag, value)]
+    out = tmp_path / "m"
+    result = runner.invoke(
+        args=[
+            "train",
+            str(tiny_dataset(tmp_path / "tiny")),
+            "--out",
+            str(out),
+            "--apart-views",
+            *options,
+            *TINY_TRAINING,
+        ]
+    )
     assert result.exit_code == 0, result.output
-    metrics = json.loads((tmp_path / "m" / "metrics.json").read_text())
-    assert metrics["config"][field] == value
-    assert metrics["train_faces"] == (16 if field == "limit" else 18)  # the tiny train split holds 18
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert {field: metrics["config"][field] for _, _, field in RECIPE_OPTIONS} == {
+        field: value for _, value, field in RECIPE_OPTIONS
+    }
+    assert metrics["config"]["paired_views"] is False
+    assert metrics["train_faces"] == 16  # of the tiny train split's 18, at --limit 16
 
 
 def test_train_refuses_a_label_smoothing_past_one_half(runner, tmp_path):
@@ -1756,12 +1784,3 @@ def test_train_refuses_a_share_outside_0_to_1(runner, tmp_path, flag):
         refused = runner.invoke(args=["train", str(dataset), "--out", str(tmp_path / "m"), flag, value])
         assert refused.exit_code == 2 and flag in refused.output and "0<=x<=1" in refused.output
     assert not (tmp_path / "m").exists()  # refused before any training
-
-
-def test_train_pairs_views_unless_told_apart_and_records_it(runner, tmp_path):
-    dataset = tiny_dataset(tmp_path / "tiny")
-    for option, paired in (("--paired-views", True), ("--apart-views", False)):
-        result = runner.invoke(args=["train", str(dataset), "--out", str(tmp_path / option), option, *TINY_TRAINING])
-        assert result.exit_code == 0, result.output
-        assert json.loads((tmp_path / option / "metrics.json").read_text())["config"]["paired_views"] is paired
-    assert training.TrainConfig().paired_views is True  # the shipped model's last stage showed its pairs alike
