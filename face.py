@@ -307,10 +307,16 @@ def quality_flags(crop: np.ndarray) -> list[str]:
     flags = []
     if min(crop.shape[:2]) < SMALL_CROP_PX:
         flags.append(SMALL_FACE)
-    grey = cv2.cvtColor(model.resize(crop, 112), cv2.COLOR_RGB2GRAY)
-    if cv2.Laplacian(grey, cv2.CV_64F).var() < BLUR_THRESHOLD:
+    if sharpness(crop) < BLUR_THRESHOLD:
         flags.append(BLURRY)
     return flags
+
+
+def sharpness(crop: np.ndarray) -> float:
+    """How much fine detail a crop holds: the variance of the Laplacian of its grey at 112 x 112, resized
+    as the network resizes it (see BLUR_THRESHOLD)."""
+    grey = cv2.cvtColor(model.resize(crop, 112), cv2.COLOR_RGB2GRAY)
+    return float(cv2.Laplacian(grey, cv2.CV_64F).var())
 
 
 def encode_jpeg(image: np.ndarray, quality: int = 92) -> bytes:

@@ -1378,6 +1378,25 @@ def test_evaluate_reads_the_crops_apart_by_head_turn(runner, app, tmp_path):
         1.0,
     )
     assert "by head turn" in result.output and "0.3 and more" in result.output
+    assert sum(band["count"] for band in as_cut["per_sharpness"]) == 6 and "by sharpness" in result.output
+
+
+def test_the_crops_are_read_apart_in_bands_of_sharpness_cut_at_the_real_crops_quarters():
+    # Real crops of sharpness 1 to 8, the two softest called DeepFake; fakes at 0.5, 3.5, 9 and 9.
+    sharpness = [0.5, 3.5, 9.0, 9.0, *range(1, 9)]
+    labels = [True] * 4 + [False] * 8
+    scores = [0.95, 0.3, 0.9, 0.9, 0.8, 0.7, 0.2, 0.1, 0.2, 0.1, 0.2, 0.1]
+    called_fake = [score > 0.5 for score in scores]
+    soft, low, high, sharp = evaluation.per_sharpness(labels, scores, called_fake, sharpness)
+    assert [band["sharpness"] for band in (soft, low, high, sharp)] == [[0.0, 2.8], [2.8, 4.5], [4.5, 6.2], [6.2, None]]
+    assert [band["count"] for band in (soft, low, high, sharp)] == [3, 3, 2, 4]  # two real crops in each
+    assert [band["false_alarms"] for band in (soft, low, high, sharp)] == [1.0, 0.0, 0.0, 0.0]
+    assert (soft["fakes_found"], low["fakes_found"], high["fakes_found"], sharp["fakes_found"]) == (1.0, 0.0, None, 1.0)
+    assert [band["roc_auc"] for band in (soft, low, high, sharp)] == [1.0, 1.0, None, 1.0]  # None: real crops only
+    assert evaluation.per_sharpness([True, True], [0.9, 0.8], [True, True], [1.0, 2.0]) is None  # no real crop
+
+    image = face_image()[100:300, 150:330]
+    assert face.sharpness(cv2.GaussianBlur(image, (0, 0), 2.0)) < face.sharpness(image) / 4
 
 
 def test_a_dataset_without_keypoints_is_not_read_by_head_turn(runner, app, tmp_path):
