@@ -361,11 +361,10 @@ class Faces:
         deform_share: float = 0.0,
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """The crop the network sees for face ``index`` made as ``kind`` (a SOFT_FAKE blends in a copy only made
-        softer, a PART_FAKE blends over one part of the face, whatever the shares; a SOFT_REAL is that softer
-        copy whole, with no blend), resized to size x size
-        (None: as cut). With ``rng`` the box is jittered and the crop flipped at random; ``part_share`` of
-        the pseudo-fakes are blended over one part of the face, ``swap_share`` of them blend in another
-        real face (`augmentation.blend_other_face`), ``soft_share`` of the others a copy only made softer
+        softer, a PART_FAKE blends over one part of the face, whatever the shares; a SOFT_REAL is such a
+        softer copy whole, with no blend), resized to size x size (None: as cut). With ``rng`` the box is
+        jittered and the crop flipped at random; ``part_share`` of the pseudo-fakes are blended over one
+        part of the face, ``swap_share`` of them blend in another real face (`augmentation.blend_other_face`), ``soft_share`` of the others a copy only made softer
         (`augmentation.softened_copy`) and ``low_res_share`` of the rest a copy rendered at a lower
         resolution; ``outline_share`` of the whole-face masks reach the face's outline
         (`augmentation.outline_mask`), and ``deform_share`` of all masks are bent out of shape
