@@ -361,19 +361,18 @@ class Faces:
         deform_share: float = 0.0,
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """The crop the network sees for face ``index`` made as ``kind`` (a SOFT_FAKE blends in a copy only made
-        softer, a PART_FAKE blends over one part of the face, whatever the shares; a SOFT_REAL is such a
-        softer copy whole, with no blend), resized to size x size (None: as cut). With ``rng`` the box is
-        jittered and the crop flipped at random; ``part_share`` of the pseudo-fakes are blended over one
-        part of the face, ``swap_share`` of them blend in another real face (`augmentation.blend_other_face`), ``soft_share`` of the others a copy only made softer
-        (`augmentation.softened_copy`) and ``low_res_share`` of the rest a copy rendered at a lower
-        resolution; ``outline_share`` of the whole-face masks reach the face's outline
+        softer, a PART_FAKE blends over one part of the face, whatever the shares; a SOFT_REAL is such a softer
+        copy whole, with no blend), resized to size x size (None: as cut). With ``rng`` the box is jittered and
+        the crop flipped at random; ``part_share`` of the pseudo-fakes are blended over one part of the face,
+        ``swap_share`` of them blend in another real face (`augmentation.blend_other_face`), ``soft_share`` of
+        the others a copy only made softer (`augmentation.softened_copy`) and ``low_res_share`` of the rest a
+        copy rendered at a lower resolution; ``outline_share`` of the whole-face masks reach the face's outline
         (`augmentation.outline_mask`), and ``deform_share`` of all masks are bent out of shape
         (`augmentation.deformed`); ``recolour`` of the crops are shown in other colours
-        (`augmentation.recolour`); ``light_and_pose`` of them tilted and reframed
-        (`augmentation.reframed`) and, drawn apart, lit from one side (`augmentation.relight`);
-        ``degrade`` adds the random degradations, ``codec_share`` of them coded as H.264; and
-        ``erase_share`` of the crops have a patch painted over (`augmentation.erased`), drawn last, so
-        that every other draw is as without it.
+        (`augmentation.recolour`); ``light_and_pose`` of them tilted and reframed (`augmentation.reframed`) and,
+        drawn apart, lit from one side (`augmentation.relight`); ``degrade`` adds the random degradations,
+        ``codec_share`` of them coded as H.264; and ``erase_share`` of the crops have a patch painted over
+        (`augmentation.erased`), drawn last, so that every other draw is as without it.
 
         ``view_rng``, when given, draws how the face is shown (tilt and framing, box jitter, side
         light, colours, degradations, flip) in place of ``rng``, which still draws the blend: a real
