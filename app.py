@@ -282,6 +282,11 @@ def recipe_option(flags: str, help: str | None = None, value_type: click.ParamTy
     "--dfdc-fake-share", "With pseudo-fakes: the share of the dataset's own fakes shown each epoch.", value_type=SHARE
 )
 @recipe_option(
+    "--sharpness-matched-fakes/--fakes-as-they-come",
+    "With pseudo-fakes: draw the dataset's own fakes so that they are spread over sharpness as the real faces "
+    "are (more of the sharp ones, fewer of the soft): softness alone then does not tell them from real faces.",
+)
+@recipe_option(
     "--part-share",
     "The share of pseudo-fakes blended over one part of the face (mouth, eyes, or nose and mouth).",
     value_type=SHARE,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
@@ -261,6 +262,7 @@ class TrainConfig:
     recolour: bool = True  # the same random colours of other cameras, light and grading for every class
     light_and_pose: bool = True  # the same random head tilts, framings and side light for every class
     dfdc_fake_share: float = 0.25  # with pseudo-fakes: the share of the dataset's own fakes shown each epoch
+    sharpness_matched_fakes: bool = False  # draw those fakes spread over sharpness as the real faces are
     part_share: float = 0.3  # the share of pseudo-fakes blended over one part of the face (mouth, eyes, nose)
     low_res_share: float = 0.3  # the share of pseudo-fakes whose blended-in face was rendered at a lower resolution
     swap_share: float = 0.6  # the share of pseudo-fakes that blend in another real face of the split (Face X-ray)
@@ -331,6 +333,16 @@ class Faces:
         layouts = _layouts(self.keypoints[drawn])
         distances = np.linalg.norm(layouts - _layouts(self.keypoints[index : index + 1]), axis=(1, 2))
         return int(drawn[np.argmin(distances)])
+
+    @functools.cached_property
+    def crop_sharpness(self) -> np.ndarray:
+        """`face.sharpness` of each face's crop as cut."""
+        return np.array(
+            [
+                face.sharpness(context[y1:y2, x1:x2])
+                for context, (x1, y1, x2, y2) in zip(self.contexts, self.boxes, strict=True)
+            ]
+        )
 
     def turned(self) -> np.ndarray:
         """Which faces are turned to one side (`face.head_turn` at least `face.TURNED`)."""
@@ -494,11 +506,14 @@ def epoch_plan(faces: Faces, config: TrainConfig, rng: np.random.Generator) -> l
     once more as a self-blend over one part of the face (PART_FAKE), so that these add to the other
     pseudo-fakes instead of taking their place (``soft_share``, ``part_share``), and ``soft_real_share``
     once more softened whole, as a real face (SOFT_REAL); the dataset's own fakes
-    are shown at ``dfdc_fake_share`` (all of them without pseudo-fakes). With group batches a group's
+    are shown at ``dfdc_fake_share`` (all of them without pseudo-fakes; with ``sharpness_matched_fakes``
+    each at that share times its `sharpness_matched_odds`). With group batches a group's
     examples are next to each other, so a real face, its pseudo-fake and the swaps made from it share a
     batch and the network learns what changed, not who is filmed.
     """
     groups: dict[str, list[tuple[int, int]]] = {}
+    matched = config.pseudo_fakes and config.sharpness_matched_fakes
+    fake_odds = sharpness_matched_odds(faces) if matched else None
     for index, row in enumerate(faces.rows):
         if faces.labels[index] == 0:
             kinds = [REAL, PSEUDO_FAKE] if config.pseudo_fakes else [REAL]
@@ -510,6 +525,8 @@ def epoch_plan(faces: Faces, config: TrainConfig, rng: np.random.Generator) -> l
                 kinds.append(SOFT_REAL)  # likewise
         else:
             share = config.dfdc_fake_share if config.pseudo_fakes else 1.0
+            if fake_odds is not None:
+                share = min(1.0, share * fake_odds[index])
             kinds = [DATASET_FAKE] if rng.random() < share else []
         key = row["group"] if config.group_batches else f"{index}"
         groups.setdefault(key, []).extend((index, kind) for kind in kinds)
@@ -519,6 +536,23 @@ def epoch_plan(faces: Faces, config: TrainConfig, rng: np.random.Generator) -> l
         block = blocks[position]
         plan.extend(block[i] for i in rng.permutation(len(block)))
     return plan
+
+
+def sharpness_matched_odds(faces: Faces, bands: int = 4) -> np.ndarray:
+    """For each dataset fake, how much more (above 1) or less often to show it than the share says, so
+    that the fakes shown are spread over sharpness (`Faces.crop_sharpness`) as the real faces are: the
+    real faces' share of its band (``bands`` bands, each holding as many real faces) over the fakes'
+    share. DFDC's fakes are softer than its real faces (38% of its test fakes in the softest quarter of
+    the real faces, 14% in the sharpest), and shown as they come they teach that soft is fake. 1 for the
+    real faces."""
+    real = faces.labels == 0
+    sharpness = faces.crop_sharpness
+    if real.all() or not real.any():
+        return np.ones(len(faces))
+    band = np.digitize(sharpness, np.quantile(sharpness[real], np.arange(1, bands) / bands))
+    fakes_in_band = np.bincount(band[~real], minlength=bands) / (~real).sum()
+    odds = (1 / bands) / np.maximum(fakes_in_band, 1e-12)
+    return np.where(real, 1.0, odds[band])
 
 
 def training_batches(faces: Faces, config: TrainConfig, workers: int = 2, skip: int = 0) -> Iterator[tuple]:

@@ -908,6 +908,37 @@ def test_a_softened_real_face_is_its_whole_face_region_made_softer(tmp_path, mon
     assert not xray[1].any()  # no blend: a real face's X-ray
 
 
+def test_sharpness_matched_fakes_are_drawn_spread_over_sharpness_as_the_real_faces_are():
+    # Real faces of sharpness 1 to 8 (two in each quarter); fakes half in the softest quarter.
+    labels = np.array([0] * 8 + [1] * 8, dtype=np.float32)
+    rows = [{"group": f"g{i}"} for i in range(16)]
+    faces = training.Faces(
+        contexts=[], keypoints=np.zeros((16, 5, 2)), boxes=np.zeros((16, 4)), labels=labels, rows=rows
+    )
+    faces.__dict__["crop_sharpness"] = np.array([*range(1, 9), 0.5, 0.5, 0.5, 0.5, 3.5, 3.5, 5.5, 8.5])
+    odds = training.sharpness_matched_odds(faces)
+    assert odds == pytest.approx([1.0] * 8 + [0.5] * 4 + [1.0] * 2 + [2.0] * 2)  # real share 1/4 over the fakes'
+
+    config = training.TrainConfig(dfdc_fake_share=0.25, sharpness_matched_fakes=True)
+    counted = CountedDraws(5)
+    training.epoch_plan(faces, config, counted)
+    assert counted.draws == 8 + 8  # one draw a fake, as without matching: the other draws stay as they were
+    shown = np.zeros(16)
+    for seed in range(4000):
+        for index, kind in training.epoch_plan(faces, config, np.random.default_rng(seed)):
+            shown[index] += kind == training.DATASET_FAKE
+    per_band = [shown[8:12].sum(), shown[12:14].sum(), shown[14], shown[15]]
+    assert per_band == pytest.approx([4000 * 0.5] * 4, rel=0.1)  # as many fakes shown from each band
+    assert shown[8:].sum() == pytest.approx(4000 * 8 * 0.25 * odds[8:].mean(), rel=0.05)
+
+
+def test_the_tiny_datasets_blurred_fakes_are_its_softest_faces_and_shown_less_when_matched(tmp_path):
+    faces = training.load_faces(tiny_dataset(tmp_path / "tiny"), "train")
+    fake = faces.labels == 1
+    assert faces.crop_sharpness[fake].max() < faces.crop_sharpness[~fake].min()
+    assert training.sharpness_matched_odds(faces)[fake] == pytest.approx(0.25)  # all in the softest quarter
+
+
 def test_the_training_pipeline_recolours_real_and_fake_faces_alike(tmp_path, monkeypatch):
     faces = training.load_faces(tiny_dataset(tmp_path / "tiny"), "train")
     recoloured = []
@@ -1761,6 +1792,7 @@ def test_train_takes_the_recipe_options_and_records_them(runner, tmp_path):
             "--out",
             str(out),
             "--apart-views",
+            "--sharpness-matched-fakes",
             *options,
             *TINY_TRAINING,
         ]
@@ -1770,7 +1802,8 @@ def test_train_takes_the_recipe_options_and_records_them(runner, tmp_path):
     assert {field: metrics["config"][field] for _, _, field in RECIPE_OPTIONS} == {
         field: value for _, value, field in RECIPE_OPTIONS
     }
-    assert metrics["config"]["paired_views"] is False
+    assert metrics["config"]["paired_views"] is False and metrics["config"]["sharpness_matched_fakes"] is True
+    assert defaults.sharpness_matched_fakes is False
     assert metrics["train_faces"] == 16  # of the tiny train split's 18, at --limit 16
 
 
