@@ -783,29 +783,33 @@ def blend_shares_of_one_epoch(faces, config, monkeypatch, share: str) -> list[fl
     return sorted(shares)
 
 
+def assert_shown_on_top(faces: training.Faces, config: training.TrainConfig, field: str, kind: int) -> None:
+    """With ``field`` (the share of the real faces shown once more as ``kind``) at 0, the plan draws
+    nothing for it, so older plans stay as drawn; at 0.25 every real face is still shown as itself and
+    as a pseudo-fake, and a quarter of them on average once more as ``kind``, each at most once."""
+    reals = int((faces.labels == 0).sum())
+    fakes = len(faces) - reals
+    for share, draws in ((0.0, fakes), (0.25, fakes + reals)):
+        counted = CountedDraws(5)
+        training.epoch_plan(faces, dataclasses.replace(config, **{field: share}), counted)
+        assert counted.draws == draws
+    quarter = dataclasses.replace(config, **{field: 0.25})
+    shown = [training.epoch_plan(faces, quarter, np.random.default_rng(seed)) for seed in range(400)]
+    for plan in shown:
+        kinds = [shown_kind for _, shown_kind in plan]
+        assert kinds.count(training.REAL) == reals and kinds.count(training.PSEUDO_FAKE) == reals
+        on_top = [index for index, shown_kind in plan if shown_kind == kind]
+        assert len(set(on_top)) == len(on_top) and all(faces.labels[i] == 0 for i in on_top)
+    assert np.mean([sum(shown_kind == kind for _, shown_kind in plan) for plan in shown]) == pytest.approx(
+        reals / 4, rel=0.1
+    )
+
+
 def test_extra_softer_pseudo_fakes_are_shown_on_top_of_the_others(tmp_path, monkeypatch):
     faces = training.load_faces(tiny_dataset(tmp_path / "tiny"), "train")
     reals = int((faces.labels == 0).sum())
     config = training.TrainConfig(input_size=64, batch_size=8, degrade=False, dfdc_fake_share=0.0, swap_share=0.0)
-
-    fakes = len(faces) - reals
-    for share, draws in ((0.0, fakes), (0.25, fakes + reals)):  # no draw at 0: older plans stay as drawn
-        counted = CountedDraws(5)
-        training.epoch_plan(faces, dataclasses.replace(config, extra_soft_share=share), counted)
-        assert counted.draws == draws
-
-    shown = [
-        training.epoch_plan(faces, dataclasses.replace(config, extra_soft_share=0.25), np.random.default_rng(seed))
-        for seed in range(400)
-    ]
-    for plan in shown:  # every real face as itself and as a pseudo-fake still, the softer ones on top
-        kinds = [kind for _, kind in plan]
-        assert kinds.count(training.REAL) == reals and kinds.count(training.PSEUDO_FAKE) == reals
-        soft = [index for index, kind in plan if kind == training.SOFT_FAKE]
-        assert len(set(soft)) == len(soft) and all(faces.labels[i] == 0 for i in soft)
-    assert np.mean([sum(kind == training.SOFT_FAKE for _, kind in plan) for plan in shown]) == pytest.approx(
-        reals / 4, rel=0.1
-    )
+    assert_shown_on_top(faces, config, "extra_soft_share", training.SOFT_FAKE)
 
     every_face_on_top = dataclasses.replace(config, extra_soft_share=1.0, soft_share=0.0)
     # each face's pseudo-fake as the recipe draws it (no softer copy at soft_share 0), and its softer one
@@ -853,24 +857,7 @@ def test_softened_real_faces_are_shown_on_top_and_labelled_real(tmp_path):
     config = training.TrainConfig(
         input_size=64, batch_size=8, degrade=False, dfdc_fake_share=0.0, swap_share=0.0, extra_soft_share=0.0
     )
-    fakes = len(faces) - reals
-    for share, draws in ((0.0, fakes), (0.25, fakes + reals)):  # no draw at 0: older plans stay as drawn
-        counted = CountedDraws(5)
-        training.epoch_plan(faces, dataclasses.replace(config, soft_real_share=share), counted)
-        assert counted.draws == draws
-
-    shown = [
-        training.epoch_plan(faces, dataclasses.replace(config, soft_real_share=0.25), np.random.default_rng(seed))
-        for seed in range(400)
-    ]
-    for plan in shown:  # every real face as itself and as a pseudo-fake still, the softened ones on top
-        kinds = [kind for _, kind in plan]
-        assert kinds.count(training.REAL) == reals and kinds.count(training.PSEUDO_FAKE) == reals
-        soft = [index for index, kind in plan if kind == training.SOFT_REAL]
-        assert len(set(soft)) == len(soft) and all(faces.labels[i] == 0 for i in soft)
-    assert np.mean([sum(kind == training.SOFT_REAL for _, kind in plan) for plan in shown]) == pytest.approx(
-        reals / 4, rel=0.1
-    )
+    assert_shown_on_top(faces, config, "soft_real_share", training.SOFT_REAL)
 
     batches = training.training_batches(faces, dataclasses.replace(config, soft_real_share=1.0))
     labels = np.concatenate([next(batches)[1] for _ in range(4)])  # batches of 8: one epoch of 27
