@@ -502,14 +502,14 @@ def epoch_plan(faces: Faces, config: TrainConfig, rng: np.random.Generator) -> l
     """One epoch's examples as (face index, kind), in the order they are shown.
 
     Every real face is shown as itself and, with pseudo-fakes, once more as a pseudo-fake made anew, and
-    ``extra_soft_share`` of them once more as a softer self-blend (SOFT_FAKE) and ``extra_part_share``
-    once more as a self-blend over one part of the face (PART_FAKE), so that these add to the other
-    pseudo-fakes instead of taking their place (``soft_share``, ``part_share``), and ``soft_real_share``
-    once more softened whole, as a real face (SOFT_REAL); the dataset's own fakes
-    are shown at ``dfdc_fake_share`` (all of them without pseudo-fakes; with ``sharpness_matched_fakes``
-    each at that share times its `sharpness_matched_odds`). With group batches a group's
-    examples are next to each other, so a real face, its pseudo-fake and the swaps made from it share a
-    batch and the network learns what changed, not who is filmed.
+    ``extra_soft_share`` of them once more as a softer self-blend (SOFT_FAKE) and ``extra_part_share`` once
+    more as a self-blend over one part of the face (PART_FAKE), so that these add to the other pseudo-fakes
+    instead of taking their place (``soft_share``, ``part_share``), and ``soft_real_share`` once more
+    softened whole, as a real face (SOFT_REAL); the dataset's own fakes are shown at ``dfdc_fake_share``
+    (all of them without pseudo-fakes; with ``sharpness_matched_fakes`` each at that share times its
+    `sharpness_matched_odds`). With group batches a group's examples are next to each other, so a real face,
+    its pseudo-fake and the swaps made from it share a batch and the network learns what changed, not who is
+    filmed.
     """
     groups: dict[str, list[tuple[int, int]]] = {}
     matched = config.pseudo_fakes and config.sharpness_matched_fakes
