@@ -867,10 +867,6 @@ def test_softened_real_faces_are_shown_on_top_and_labelled_real(tmp_path):
 def test_a_softened_real_face_is_its_whole_face_region_made_softer(tmp_path, monkeypatch):
     faces = training.load_faces(tiny_dataset(tmp_path / "tiny"), "train")
     shown = dict(degrade=True, recolour=1.0, light_and_pose=1.0, codec_share=0.5)
-
-    def sharpness(crop: np.ndarray) -> float:
-        return cv2.Laplacian(cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY), cv2.CV_64F).var()
-
     reals = np.flatnonzero(faces.labels == 0)
     softer = []
     for seed, index in enumerate(reals):  # shown alike (paired views), so they differ by the softening alone
@@ -879,7 +875,7 @@ def test_a_softened_real_face_is_its_whole_face_region_made_softer(tmp_path, mon
             for kind in (training.REAL, training.SOFT_REAL)
         )
         assert real.shape == soft.shape
-        softer.append(sharpness(soft) < sharpness(real))
+        softer.append(face.sharpness(soft) < face.sharpness(real))
         real, soft = (
             faces.crop(index, kind, None, np.random.default_rng(seed), view_rng=np.random.default_rng(99), **shown)
             for kind in (training.REAL, training.SOFT_REAL)
