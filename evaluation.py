@@ -166,8 +166,9 @@ def evaluate_dataset(
     predictions, flagged, sharpness = [], [], []
     for batch in pipeline.batches(rows, 256):
         images = [_as_seen(face.read_image(dataset / row["crop"]), row["crop"], condition) for row in batch]
-        flagged += [bool(face.quality_flags(image)) for image in images]
-        sharpness += [face.sharpness(image) for image in images]
+        measured = [face.sharpness(image) for image in images]
+        flagged += [bool(face.quality_flags(image, detail)) for image, detail in zip(images, measured, strict=True)]
+        sharpness += measured
         predictions += classifier.classify(images)
         if progress:
             progress(len(batch))
@@ -215,8 +216,7 @@ def per_turn(rows: list[dict], labels, scores, called_fake) -> list[dict] | None
     bands = []
     for low, high in TURN_BANDS:
         inside = (turns >= low) & (turns < (np.inf if high is None else high))  # NaN (eyes on one point) in none
-        turn = f"{low:.1f} to {high:.1f}" if high is not None else f"{low:.1f} and more"
-        bands.append({"turn": turn, **_band_figures(labels, scores, called_fake, inside)})
+        bands.append({"turn": _span_text(low, high), **_band_figures(labels, scores, called_fake, inside)})
     return bands
 
 
@@ -230,14 +230,18 @@ def per_sharpness(labels, scores, called_fake, sharpness) -> list[dict] | None:
     sharpness = np.asarray(sharpness, float)
     if labels.all():
         return None
-    edges = [float(edge) for edge in np.quantile(sharpness[~labels], [0.25, 0.5, 0.75])]
-    band_of = np.digitize(sharpness, edges)  # 0: below the first edge
+    band_of, edges = metrics.quantile_bands(sharpness, sharpness[~labels])
     bounds = [0.0, *edges, None]
     return [
         {"sharpness": [round(bounds[b], 1), None if bounds[b + 1] is None else round(bounds[b + 1], 1)]}
         | _band_figures(labels, scores, called_fake, band_of == b)
         for b in range(4)
     ]
+
+
+def _span_text(low: float, high: float | None) -> str:
+    """A band's range as text: "0.1 to 0.2", or "0.3 and more" when it has no upper end."""
+    return f"{low:.1f} to {high:.1f}" if high is not None else f"{low:.1f} and more"
 
 
 def _band_figures(labels: np.ndarray, scores: np.ndarray, called_fake: np.ndarray, inside: np.ndarray) -> dict:
@@ -310,6 +314,15 @@ def damage_ladder(
             }
         )
     return {"classifier": classifier.name, "dataset": str(dataset), "split": split, "rungs": rungs}
+
+
+def _band_line(name: str, width: int, band: dict) -> str:
+    """One band of `per_turn` or `per_sharpness` as a line of text, its name padded to ``width``."""
+    alarms, found = _shown(band["false_alarms"], ".1%"), _shown(band["fakes_found"], ".1%")
+    return (
+        f"  {name:<{width}} n={band['count']:<5} ROC AUC {_auc_text(band):<22} "
+        f"false alarms {alarms:<6} fakes found {found}"
+    )
 
 
 def _mean(values: np.ndarray) -> float | None:
@@ -523,24 +536,12 @@ def details(report: dict) -> str:
         )
     if report.get("per_turn"):
         lines.append("by head turn (the nose off the eyes' midpoint, in eye distances):")
-        for band in report["per_turn"]:
-            alarms, found = _shown(band["false_alarms"], ".1%"), _shown(band["fakes_found"], ".1%")
-            lines.append(
-                f"  {band['turn']:<12} n={band['count']:<5} ROC AUC {_auc_text(band):<22} "
-                f"false alarms {alarms:<6} fakes found {found}"
-            )
+        lines += [_band_line(band["turn"], 12, band) for band in report["per_turn"]]
     if report.get("per_sharpness"):
         lines.append(
             "by sharpness (the crop's variance of the Laplacian at 112 px; bands of a quarter of the real crops):"
         )
-        for band in report["per_sharpness"]:
-            low, high = band["sharpness"]
-            span = f"{low:.1f} to {high:.1f}" if high is not None else f"{low:.1f} and more"
-            alarms, found = _shown(band["false_alarms"], ".1%"), _shown(band["fakes_found"], ".1%")
-            lines.append(
-                f"  {span:<14} n={band['count']:<5} ROC AUC {_auc_text(band):<22} "
-                f"false alarms {alarms:<6} fakes found {found}"
-            )
+        lines += [_band_line(_span_text(*band["sharpness"]), 14, band) for band in report["per_sharpness"]]
     if report.get("by_frames"):
         lines.append(
             "video ROC AUC judged on a few of each video's frames, drawn at random: frames, mean [10th, 90th percentile]"

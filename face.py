@@ -302,12 +302,13 @@ def crop_faces(
     return crops
 
 
-def quality_flags(crop: np.ndarray) -> list[str]:
-    """What makes a crop a weak witness: too few pixels, or too little detail (blur, heavy compression)."""
+def quality_flags(crop: np.ndarray, detail: float | None = None) -> list[str]:
+    """What makes a crop a weak witness: too few pixels, or too little detail (blur, heavy compression).
+    ``detail``: the crop's `sharpness` when it has been measured already."""
     flags = []
     if min(crop.shape[:2]) < SMALL_CROP_PX:
         flags.append(SMALL_FACE)
-    if sharpness(crop) < BLUR_THRESHOLD:
+    if (sharpness(crop) if detail is None else detail) < BLUR_THRESHOLD:
         flags.append(BLURRY)
     return flags
 

@@ -89,6 +89,13 @@ def roc_auc_interval(labels, scores, rounds: int = BOOTSTRAP_ROUNDS, seed: int =
     return [round(float(low), 4), round(float(high), 4)]
 
 
+def quantile_bands(values, reference, bands: int = 4) -> tuple[np.ndarray, list[float]]:
+    """Each of ``values``' band (0: the lowest) and the ``bands - 1`` edges between bands, cut so that
+    each band holds as many of ``reference`` (a non-empty part of the values, as the real crops)."""
+    edges = [float(edge) for edge in np.quantile(np.asarray(reference, float), np.arange(1, bands) / bands)]
+    return np.digitize(np.asarray(values, float), edges), edges
+
+
 def binary_metrics(labels, scores, predicted) -> dict:
     """Accuracy, ROC AUC with its bootstrap 95% interval, the confusion matrix, the false alarms (the
     share of real items called fake) and the calibration of ``scores`` (P(DeepFake))."""

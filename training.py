@@ -549,7 +549,7 @@ def sharpness_matched_odds(faces: Faces, bands: int = 4) -> np.ndarray:
     sharpness = faces.crop_sharpness
     if real.all() or not real.any():
         return np.ones(len(faces))
-    band = np.digitize(sharpness, np.quantile(sharpness[real], np.arange(1, bands) / bands))
+    band, _ = metrics.quantile_bands(sharpness, sharpness[real], bands)
     fakes_in_band = np.bincount(band[~real], minlength=bands) / (~real).sum()
     odds = (1 / bands) / np.maximum(fakes_in_band, 1e-12)
     return np.where(real, 1.0, odds[band])
