@@ -317,6 +317,12 @@ def recipe_option(flags: str, help: str | None = None, value_type: click.ParamTy
     value_type=SHARE,
 )
 @recipe_option(
+    "--smooth-share",
+    "The share of the softer copies (of --soft-share and --extra-soft-share) smoothed with their edges kept, "
+    "as a generator paints a face, instead of blurred or rendered small (0: none).",
+    value_type=SHARE,
+)
+@recipe_option(
     "--extra-soft-share",
     "The share of real faces also shown as a softer self-blend, on top of their pseudo-fake (0: none).",
     value_type=SHARE,

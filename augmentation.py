@@ -37,19 +37,20 @@ def self_blend(
     outline_share: float = 0.0,
     soft_share: float = 0.0,
     deform_share: float = 0.0,
+    smooth_share: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """A pseudo-fake of ``image`` and the blend mask (float32, 0..1) it was made with: ``part_share``
     of the time the mask covers one part of the face (``part_mask``), ``outline_share`` of the rest
     the face out to where a swap's seam runs (``outline_mask``), otherwise the inner face, and
     ``deform_share`` of all masks are bent out of shape (``deformed``); ``soft_share`` of the time
-    the copy blended in is the face only made softer (``softened_copy``),
-    and of the others ``low_res_share`` were rendered at a lower resolution (``rendered_small``)
+    the copy blended in is the face only made softer (``softened_copy``; ``smooth_share`` of those
+    smoothed with its edges kept, ``smoothed_copy``), and of the others ``low_res_share`` were rendered at a lower resolution (``rendered_small``)
     instead of sometimes sharpened.
 
     The output equals ``image`` wherever the mask is 0: only the face region changes.
     """
     if soft_share and rng.random() < soft_share:  # no draw at 0: older streams stay as drawn
-        source = softened_copy(image, rng)
+        source = softened_copy(image, rng, smooth_share)
     else:
         low_res = bool(low_res_share) and rng.random() < low_res_share
         source = _altered_copy(image, keypoints, rng, low_res)
@@ -331,16 +332,34 @@ def one_change_blend(image: np.ndarray, keypoints: np.ndarray, rng: np.random.Ge
     return cv2.blendLinear(inside, outside, mask, 1.0 - mask)
 
 
-def softened_copy(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """The image made softer and nothing else: blurred (sigma 0.6 to 1.6 pixels) or, as often,
-    rendered at a lower resolution (``rendered_small``), with its colours and place kept. Blended in,
+def softened_copy(image: np.ndarray, rng: np.random.Generator, smooth_share: float = 0.0) -> np.ndarray:
+    """The image made softer and nothing else: ``smooth_share`` of the time smoothed with its edges
+    kept (``smoothed_copy``), otherwise blurred (sigma 0.6 to 1.6 pixels) or, as often, rendered at a
+    lower resolution (``rendered_small``), with its colours and place kept. Blended in,
     it leaves the one trace of a swap whose colours were matched well: a face softer than the skin
     and hair round it, as a generator's face upscaled into a sharper frame is. The pseudo-fakes of
     `_altered_copy` always change colour and brightness as well, and a network trained on them can
     tell them by that alone (see the model card's "Softer pseudo-fakes")."""
+    if smooth_share and rng.random() < smooth_share:  # no draw at 0: older streams stay as drawn
+        return smoothed_copy(image, rng)
     if rng.random() < 0.5:
         return cv2.GaussianBlur(image, (0, 0), sigmaX=rng.uniform(0.6, 1.6))
     return rendered_small(image, rng)
+
+
+def smoothed_copy(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The image with the fine texture of skin smoothed away and its edges kept: an edge-preserving
+    (bilateral) filter, colour range 20 to 60 levels, spatial sigma 1% to 2.5% of the image's shorter
+    side, once or, half the time, twice. A blur softens the eyes' and the mouth's outlines too, as a
+    face filmed out of focus or small is soft all over; a face painted by a generator keeps sharp
+    outlines and loses the camera's grain and the skin's pores between them. Blended in, it leaves
+    that trace alone, so a face soft all over need not read as one."""
+    side = min(image.shape[:2])
+    colour_range, spatial_sigma = rng.uniform(20, 60), side * rng.uniform(0.01, 0.025)
+    passes = 2 if rng.random() < 0.5 else 1
+    for _ in range(passes):
+        image = cv2.bilateralFilter(image, 0, colour_range, spatial_sigma)
+    return image
 
 
 def _through_tables(image: np.ndarray, table: np.ndarray) -> np.ndarray:

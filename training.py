@@ -269,6 +269,7 @@ class TrainConfig:
     outline_share: float = 0.5  # the share of whole-face pseudo-fake masks drawn out to where a swap's seam runs
     erase_share: float = 0.0  # the share of crops, every class alike, with a patch painted over (`augmentation.erased`)
     soft_share: float = 0.0  # the share of self-blends whose copy is only softer (`augmentation.softened_copy`)
+    smooth_share: float = 0.0  # of the softer copies, the share smoothed with edges kept (`augmentation.smoothed_copy`)
     extra_soft_share: float = 0.2  # the share of real faces shown once more, as a softer self-blend (SOFT_FAKE)
     extra_part_share: float = 0.0  # the share of real faces shown once more, as a self-blend over one part (PART_FAKE)
     soft_real_share: float = 0.0  # the share of real faces shown once more, softened whole, as real (SOFT_REAL)
@@ -371,15 +372,17 @@ class Faces:
         erase_share: float = 0.0,
         soft_share: float = 0.0,
         deform_share: float = 0.0,
+        smooth_share: float = 0.0,
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """The crop the network sees for face ``index`` made as ``kind`` (a SOFT_FAKE blends in a copy only made
         softer, a PART_FAKE blends over one part of the face, whatever the shares; a SOFT_REAL is such a softer
         copy whole, with no blend), resized to size x size (None: as cut). With ``rng`` the box is jittered and
         the crop flipped at random; ``part_share`` of the pseudo-fakes are blended over one part of the face,
         ``swap_share`` of them blend in another real face (`augmentation.blend_other_face`), ``soft_share`` of
-        the others a copy only made softer (`augmentation.softened_copy`) and ``low_res_share`` of the rest a
-        copy rendered at a lower resolution; ``outline_share`` of the whole-face masks reach the face's outline
-        (`augmentation.outline_mask`), and ``deform_share`` of all masks are bent out of shape
+        the others a copy only made softer (`augmentation.softened_copy`; ``smooth_share`` of the softer copies,
+        a SOFT_FAKE's too, smoothed with their edges kept, `augmentation.smoothed_copy`) and ``low_res_share``
+        of the rest a copy rendered at a lower resolution; ``outline_share`` of the whole-face masks reach the
+        face's outline (`augmentation.outline_mask`), and ``deform_share`` of all masks are bent out of shape
         (`augmentation.deformed`); ``recolour`` of the crops are shown in other colours
         (`augmentation.recolour`); ``light_and_pose`` of them tilted and reframed (`augmentation.reframed`) and,
         drawn apart, lit from one side (`augmentation.relight`); ``degrade`` adds the random degradations,
@@ -419,6 +422,7 @@ class Faces:
                 outline_share,
                 1.0 if kind == SOFT_FAKE else soft_share,
                 deform_share=deform_share,
+                smooth_share=smooth_share,
             )
         elif kind == SOFT_REAL:
             image = augmentation.softened_copy(image, rng)
@@ -604,6 +608,7 @@ def training_batches(faces: Faces, config: TrainConfig, workers: int = 2, skip: 
                             erase_share=config.erase_share,
                             soft_share=config.soft_share,
                             deform_share=config.deform_share,
+                            smooth_share=config.smooth_share,
                         ),
                         zip(batch, crop_seeds, strict=True),
                     )
@@ -662,7 +667,8 @@ class ValidationSets:
     blend in a copy rendered at a lower resolution (``low_res``), against pseudo-fakes with another
     real face blended in (``swapped``), against pseudo-fakes whose seam runs where a swap's does,
     round the face's outline (``outline``), against pseudo-fakes that blend in a copy only made softer
-    (``soft``), and against pseudo-fakes whose masks are bent out of shape (``deformed``). Each is
+    (``soft``) or smoothed with its edges kept (``smoothed``), and against pseudo-fakes whose masks are
+    bent out of shape (``deformed``). Each is
     (crops, labels). Also reported, not scored: the val crops re-encoded as a small face in a video sent on
     again (``re_encoded``: `augmentation.low_quality_video`, evaluate's re-encoded condition), where the
     false alarms come from. And which val faces are turned to one side (``turned``, `Faces.turned`),
@@ -680,6 +686,7 @@ class ValidationSets:
     soft: tuple[np.ndarray, np.ndarray]
     deformed: tuple[np.ndarray, np.ndarray]
     re_encoded: tuple[np.ndarray, np.ndarray]
+    smoothed: tuple[np.ndarray, np.ndarray]
     turned: np.ndarray | None = None
 
 
@@ -714,6 +721,9 @@ def validation_sets(faces: Faces, size: int, seed: int) -> ValidationSets:
         soft=against_pseudo_fakes(np.random.default_rng([seed, 7]), part_share=0.0, soft_share=1.0),
         deformed=against_pseudo_fakes(np.random.default_rng([seed, 8]), part_share=0.0, deform_share=1.0),
         re_encoded=(re_encoded, faces.labels),
+        smoothed=against_pseudo_fakes(
+            np.random.default_rng([seed, 9]), part_share=0.0, soft_share=1.0, smooth_share=1.0
+        ),
         turned=faces.turned(),
     )
 
@@ -734,10 +744,11 @@ VAL_SETS = (
     "soft",
     "deformed",
     "re_encoded",
+    "smoothed",
 )
 # The sets of the val split's real faces followed by a pseudo-fake of each, in the same order
 # (`validation_sets`); the others hold every val face in order.
-AGAINST_PSEUDO_FAKES = ("pseudo", "parts", "low_res", "swapped", "outline", "soft", "deformed")
+AGAINST_PSEUDO_FAKES = ("pseudo", "parts", "low_res", "swapped", "outline", "soft", "deformed", "smoothed")
 
 
 def validate(network, sets: ValidationSets) -> dict:
@@ -759,7 +770,7 @@ def val_figures(sets: ValidationSets, scores: dict[str, np.ndarray]) -> dict:
     colours, other poses and light, and the traces of blending that any swap leaves). Until stage 35
     the score left out the recoloured set and until stage 37 the tilted and side-lit one
     (`val_score_without_colours` and `val_score_without_light_and_pose` keep those yardsticks). The
-    ROC AUCs against part-of-the-face, low-resolution, other-face, outline, softer and bent-mask
+    ROC AUCs against part-of-the-face, low-resolution, other-face, outline, softer, smoothed and bent-mask
     pseudo-fakes, and on the re-encoded val crops, are reported beside them, not scored, and so is the
     ROC AUC on the turned faces' crops as cut (``val_auc_turned``)."""
     figures = {f"val_auc_{name}": metrics.roc_auc(getattr(sets, name)[1], scores[name]) for name in scores}

@@ -263,6 +263,49 @@ def test_a_softened_copy_keeps_size_colours_and_place():
         assert np.abs(cv2.GaussianBlur(soft, (0, 0), 3.0) - blurred_back).mean() < 2  # in place
 
 
+def gradient_magnitude(image: np.ndarray) -> np.ndarray:
+    grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    return np.hypot(cv2.Sobel(grey, cv2.CV_32F, 1, 0), cv2.Sobel(grey, cv2.CV_32F, 0, 1))
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_a_smoothed_copy_loses_the_skins_texture_and_keeps_the_outlines_a_blur_softens(seed):
+    """On the face's strongest edges (the top 5% of its gradients: eyes, brows, lips) the smoothed copy
+    keeps the gradient and a blur of the same draw loses a quarter or more; on the flat half (skin) the
+    smoothed copy loses at least a tenth of it, where a blur spreads the edges into it. Tones kept."""
+    crop = face_image()[60:200, 170:280]
+    before = gradient_magnitude(crop)
+    edges, texture = before >= np.quantile(before, 0.95), before <= np.quantile(before, 0.5)
+    smooth = augmentation.smoothed_copy(crop, np.random.default_rng(seed))
+    blurred = augmentation.softened_copy(crop, np.random.default_rng(seed))
+    assert smooth.shape == crop.shape and smooth.dtype == np.uint8
+    assert np.abs(smooth.mean(axis=(0, 1)) - crop.mean(axis=(0, 1))).max() < 1.5
+
+    def kept(image, where):
+        return gradient_magnitude(image)[where].mean() / before[where].mean()
+
+    assert kept(smooth, edges) > 0.9 and kept(blurred, edges) < 0.75
+    assert kept(smooth, texture) < 0.9 and kept(blurred, texture) > 1.0
+
+
+def test_a_softer_copy_is_smoothed_only_at_its_share_and_draws_as_before_at_0():
+    crop = face_image()[60:200, 170:280]
+    for seed in range(6):
+        plain = augmentation.softened_copy(crop, np.random.default_rng(seed))
+        assert np.array_equal(augmentation.softened_copy(crop, np.random.default_rng(seed), 0.0), plain)
+        after_the_draw = np.random.default_rng(seed)
+        after_the_draw.random()
+        smooth = augmentation.smoothed_copy(crop, after_the_draw)
+        assert np.array_equal(augmentation.softened_copy(crop, np.random.default_rng(seed), 1.0), smooth)
+    fake, mask = augmentation.self_blend(
+        face_image(), ASTRONAUT_KEYPOINTS, np.random.default_rng(0), soft_share=1.0, smooth_share=1.0
+    )
+    assert (
+        np.array_equal(fake[mask == 0], face_image()[mask == 0])
+        and (fake[mask > 0.5] != face_image()[mask > 0.5]).any()
+    )
+
+
 @pytest.mark.parametrize("change", augmentation.ONE_CHANGE_BLENDS)
 def test_a_one_change_blend_changes_only_its_side_of_the_seam(change):
     """The mask is drawn first, so the same seed draws it again: a change inside leaves the image as

@@ -680,12 +680,21 @@ def test_the_training_pipeline_shows_every_real_face_also_as_a_pseudo_fake(tmp_p
     dataset = tiny_dataset(tmp_path / "tiny")
     faces = training.load_faces(dataset, "train")
     blended, part_shares, low_res_shares, outline_shares, soft_shares, deform_shares = [], [], [], [], [], []
+    smooth_shares = []
 
     def spy(
-        image, keypoints, rng, part_share=0.0, low_res_share=0.0, outline_share=0.0, soft_share=0.0, deform_share=0.0
+        image,
+        keypoints,
+        rng,
+        part_share=0.0,
+        low_res_share=0.0,
+        outline_share=0.0,
+        soft_share=0.0,
+        deform_share=0.0,
+        smooth_share=0.0,
     ):
         fake, mask = real_self_blend(
-            image, keypoints, rng, part_share, low_res_share, outline_share, soft_share, deform_share
+            image, keypoints, rng, part_share, low_res_share, outline_share, soft_share, deform_share, smooth_share
         )
         blended.append(fake)
         part_shares.append(part_share)
@@ -693,6 +702,7 @@ def test_the_training_pipeline_shows_every_real_face_also_as_a_pseudo_fake(tmp_p
         outline_shares.append(outline_share)
         soft_shares.append(soft_share)
         deform_shares.append(deform_share)
+        smooth_shares.append(smooth_share)
         return fake, mask
 
     real_self_blend = augmentation.self_blend
@@ -707,6 +717,7 @@ def test_the_training_pipeline_shows_every_real_face_also_as_a_pseudo_fake(tmp_p
         outline_share=0.5,
         soft_share=0.4,
         deform_share=0.6,
+        smooth_share=0.7,
         extra_soft_share=0.0,  # one pseudo-fake a face, none on top
     )
     batches = training.training_batches(faces, config)
@@ -728,17 +739,20 @@ def test_the_training_pipeline_shows_every_real_face_also_as_a_pseudo_fake(tmp_p
     assert set(outline_shares) == {0.5}  # and some reach out to the face's outline
     assert set(soft_shares) == {0.4}  # and some blend in a copy that is only softer
     assert set(deform_shares) == {0.6}  # and some masks are bent out of shape
+    assert set(smooth_shares) == {0.7}  # and some of the softer copies are smoothed with their edges kept
 
-    part_shares.clear(), low_res_shares.clear(), outline_shares.clear(), soft_shares.clear(), deform_shares.clear()
+    for shares in (part_shares, low_res_shares, outline_shares, soft_shares, deform_shares, smooth_shares):
+        shares.clear()
     sets = training.validation_sets(faces, 64, seed=1)
     # The scored val pseudo-fakes stay whole-face and as drawn before (one yardstick); the part-only, the
-    # low-resolution, the outline, the softer and the bent-mask ones are sets of their own.
-    assert part_shares == [0.0] * 9 + [1.0] * 9 + [0.0] * 36
-    assert low_res_shares == [0.0] * 18 + [1.0] * 9 + [0.0] * 27
-    assert outline_shares == [0.0] * 27 + [1.0] * 9 + [0.0] * 18
-    assert soft_shares == [0.0] * 36 + [1.0] * 9 + [0.0] * 9
-    assert deform_shares == [0.0] * 45 + [1.0] * 9
-    sets_of_pairs = (sets.pseudo, sets.parts, sets.low_res, sets.outline, sets.soft, sets.deformed)
+    # low-resolution, the outline, the softer, the bent-mask and the smoothed ones are sets of their own.
+    assert part_shares == [0.0] * 9 + [1.0] * 9 + [0.0] * 45
+    assert low_res_shares == [0.0] * 18 + [1.0] * 9 + [0.0] * 36
+    assert outline_shares == [0.0] * 27 + [1.0] * 9 + [0.0] * 27
+    assert soft_shares == [0.0] * 36 + [1.0] * 9 + [0.0] * 9 + [1.0] * 9
+    assert deform_shares == [0.0] * 45 + [1.0] * 9 + [0.0] * 9
+    assert smooth_shares == [0.0] * 54 + [1.0] * 9
+    sets_of_pairs = (sets.pseudo, sets.parts, sets.low_res, sets.outline, sets.soft, sets.deformed, sets.smoothed)
     assert all(len(crops) == 18 for crops, _ in sets_of_pairs)
     assert all(labels.tolist() == [0.0] * 9 + [1.0] * 9 for _, labels in sets_of_pairs[1:])
 
@@ -816,6 +830,10 @@ def test_extra_softer_pseudo_fakes_are_shown_on_top_of_the_others(tmp_path, monk
     assert (
         blend_shares_of_one_epoch(faces, every_face_on_top, monkeypatch, "soft_share") == [0.0] * reals + [1.0] * reals
     )
+    # and the softer ones on top take the recipe's share of smoothed copies, as every softer copy does
+    monkeypatch.undo()
+    smoothed = dataclasses.replace(every_face_on_top, smooth_share=0.5)
+    assert blend_shares_of_one_epoch(faces, smoothed, monkeypatch, "smooth_share") == [0.5] * (2 * reals)
 
 
 def test_extra_part_only_pseudo_fakes_are_shown_on_top_of_the_others(tmp_path, monkeypatch):
@@ -1749,6 +1767,7 @@ RECIPE_OPTIONS = [  # (flag, value, TrainConfig field): each away from its defau
     ("--codec-share", 1.0, "codec_share"),
     ("--erase-share", 0.5, "erase_share"),
     ("--soft-share", 0.5, "soft_share"),
+    ("--smooth-share", 0.5, "smooth_share"),
     ("--extra-soft-share", 0.25, "extra_soft_share"),
     ("--extra-part-share", 0.25, "extra_part_share"),
     ("--soft-real-share", 0.25, "soft_real_share"),
@@ -1807,6 +1826,7 @@ def test_train_refuses_a_label_smoothing_past_one_half(runner, tmp_path):
         "--outline-share",
         "--erase-share",
         "--soft-share",
+        "--smooth-share",
         "--extra-soft-share",
         "--extra-part-share",
         "--soft-real-share",
