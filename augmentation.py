@@ -39,13 +39,13 @@ def self_blend(
     deform_share: float = 0.0,
     smooth_share: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """A pseudo-fake of ``image`` and the blend mask (float32, 0..1) it was made with: ``part_share``
-    of the time the mask covers one part of the face (``part_mask``), ``outline_share`` of the rest
-    the face out to where a swap's seam runs (``outline_mask``), otherwise the inner face, and
-    ``deform_share`` of all masks are bent out of shape (``deformed``); ``soft_share`` of the time
-    the copy blended in is the face only made softer (``softened_copy``; ``smooth_share`` of those
-    smoothed with its edges kept, ``smoothed_copy``), and of the others ``low_res_share`` were rendered at a lower resolution (``rendered_small``)
-    instead of sometimes sharpened.
+    """A pseudo-fake of ``image`` and the blend mask (float32, 0..1) it was made with: ``part_share`` of
+    the time the mask covers one part of the face (``part_mask``), ``outline_share`` of the rest the
+    face out to where a swap's seam runs (``outline_mask``), otherwise the inner face, and
+    ``deform_share`` of all masks are bent out of shape (``deformed``); ``soft_share`` of the time the
+    copy blended in is the face only made softer (``softened_copy``; ``smooth_share`` of those smoothed
+    with its edges kept, ``smoothed_copy``), and of the others ``low_res_share`` were rendered at a
+    lower resolution (``rendered_small``) instead of sometimes sharpened.
 
     The output equals ``image`` wherever the mask is 0: only the face region changes.
     """

@@ -659,20 +659,20 @@ def stream_entropy(config: TrainConfig) -> list[int]:
 
 @dataclass
 class ValidationSets:
-    """What picks the epoch, fixed once: the val split's crops as cut (``dfdc``), its real faces
-    against pseudo-fakes of them (``pseudo``), its crops degraded as a poor video would give them
+    """What picks the epoch, fixed once: the val split's crops as cut (``dfdc``), its real faces against
+    pseudo-fakes of them (``pseudo``), its crops degraded as a poor video would give them
     (``degraded``), in the colours of other cameras (``recoloured``) and tilted, reframed and lit from
     one side (``light_and_pose``). Reported, not scored: the real faces against pseudo-fakes blended
     over one part of the face, as face reenactment leaves them (``parts``), against pseudo-fakes that
-    blend in a copy rendered at a lower resolution (``low_res``), against pseudo-fakes with another
-    real face blended in (``swapped``), against pseudo-fakes whose seam runs where a swap's does,
-    round the face's outline (``outline``), against pseudo-fakes that blend in a copy only made softer
-    (``soft``) or smoothed with its edges kept (``smoothed``), and against pseudo-fakes whose masks are
-    bent out of shape (``deformed``). Each is
-    (crops, labels). Also reported, not scored: the val crops re-encoded as a small face in a video sent on
-    again (``re_encoded``: `augmentation.low_quality_video`, evaluate's re-encoded condition), where the
-    false alarms come from. And which val faces are turned to one side (``turned``, `Faces.turned`),
-    read apart on the crops as cut, reported, not scored (None: not read)."""
+    blend in a copy rendered at a lower resolution (``low_res``), against pseudo-fakes with another real
+    face blended in (``swapped``), against pseudo-fakes whose seam runs where a swap's does, round the
+    face's outline (``outline``), against pseudo-fakes that blend in a copy only made softer (``soft``)
+    or smoothed with its edges kept (``smoothed``), and against pseudo-fakes whose masks are bent out of
+    shape (``deformed``). Each is (crops, labels). Also reported, not scored: the val crops re-encoded
+    as a small face in a video sent on again (``re_encoded``: `augmentation.low_quality_video`,
+    evaluate's re-encoded condition), where the false alarms come from. And which val faces are turned
+    to one side (``turned``, `Faces.turned`), read apart on the crops as cut, reported, not scored
+    (None: not read)."""
 
     dfdc: tuple[np.ndarray, np.ndarray]
     pseudo: tuple[np.ndarray, np.ndarray]
