@@ -679,30 +679,17 @@ def test_train_on_a_dataset_without_face_regions_says_to_rebuild_it(runner, tmp_
 def test_the_training_pipeline_shows_every_real_face_also_as_a_pseudo_fake(tmp_path, monkeypatch):
     dataset = tiny_dataset(tmp_path / "tiny")
     faces = training.load_faces(dataset, "train")
-    blended, part_shares, low_res_shares, outline_shares, soft_shares, deform_shares = [], [], [], [], [], []
-    smooth_shares = []
+    seen_shares = {name: [] for name in ("part", "low_res", "outline", "soft", "deform", "smooth")}
+    part_shares, low_res_shares, outline_shares, soft_shares, deform_shares, smooth_shares = seen_shares.values()
+    blended, signature = [], inspect.signature(augmentation.self_blend)
 
-    def spy(
-        image,
-        keypoints,
-        rng,
-        part_share=0.0,
-        low_res_share=0.0,
-        outline_share=0.0,
-        soft_share=0.0,
-        deform_share=0.0,
-        smooth_share=0.0,
-    ):
-        fake, mask = real_self_blend(
-            image, keypoints, rng, part_share, low_res_share, outline_share, soft_share, deform_share, smooth_share
-        )
+    def spy(*args, **kwargs):
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        for name, seen in seen_shares.items():
+            seen.append(bound.arguments[f"{name}_share"])
+        fake, mask = real_self_blend(*args, **kwargs)
         blended.append(fake)
-        part_shares.append(part_share)
-        low_res_shares.append(low_res_share)
-        outline_shares.append(outline_share)
-        soft_shares.append(soft_share)
-        deform_shares.append(deform_share)
-        smooth_shares.append(smooth_share)
         return fake, mask
 
     real_self_blend = augmentation.self_blend
@@ -741,8 +728,8 @@ def test_the_training_pipeline_shows_every_real_face_also_as_a_pseudo_fake(tmp_p
     assert set(deform_shares) == {0.6}  # and some masks are bent out of shape
     assert set(smooth_shares) == {0.7}  # and some of the softer copies are smoothed with their edges kept
 
-    for shares in (part_shares, low_res_shares, outline_shares, soft_shares, deform_shares, smooth_shares):
-        shares.clear()
+    for seen in seen_shares.values():
+        seen.clear()
     sets = training.validation_sets(faces, 64, seed=1)
     # The scored val pseudo-fakes stay whole-face and as drawn before (one yardstick); the part-only, the
     # low-resolution, the outline, the softer, the bent-mask and the smoothed ones are sets of their own.
