@@ -679,21 +679,10 @@ def test_train_on_a_dataset_without_face_regions_says_to_rebuild_it(runner, tmp_
 def test_the_training_pipeline_shows_every_real_face_also_as_a_pseudo_fake(tmp_path, monkeypatch):
     dataset = tiny_dataset(tmp_path / "tiny")
     faces = training.load_faces(dataset, "train")
-    seen_shares = {name: [] for name in ("part", "low_res", "outline", "soft", "deform", "smooth")}
-    part_shares, low_res_shares, outline_shares, soft_shares, deform_shares, smooth_shares = seen_shares.values()
-    blended, signature = [], inspect.signature(augmentation.self_blend)
-
-    def spy(*args, **kwargs):
-        bound = signature.bind(*args, **kwargs)
-        bound.apply_defaults()
-        for name, seen in seen_shares.items():
-            seen.append(bound.arguments[f"{name}_share"])
-        fake, mask = real_self_blend(*args, **kwargs)
-        blended.append(fake)
-        return fake, mask
-
-    real_self_blend = augmentation.self_blend
-    monkeypatch.setattr(augmentation, "self_blend", spy)
+    seen_shares, blended = spy_on_self_blends(monkeypatch)
+    part_shares, low_res_shares, outline_shares, soft_shares, deform_shares, smooth_shares = (
+        seen_shares[f"{name}_share"] for name in ("part", "low_res", "outline", "soft", "deform", "smooth")
+    )
     config = training.TrainConfig(
         input_size=64,
         batch_size=8,
@@ -763,25 +752,37 @@ class CountedDraws:
         return self.rng.permutation(n)
 
 
-def blend_shares_of_one_epoch(faces, config, monkeypatch, share: str) -> list[float]:
-    """The ``share`` argument (as "soft_share") of every self-blend made over one epoch of the tiny
-    dataset's 9 real faces, each shown three times (itself, its pseudo-fake and one more on top), sorted."""
+def spy_on_self_blends(monkeypatch) -> tuple[dict[str, list[float]], list[np.ndarray]]:
+    """Make `augmentation.self_blend` record, for every self-blend made, each of its ``*_share``
+    arguments by name (defaults filled in) and the pseudo-fake it made; returns both records."""
     real_self_blend = augmentation.self_blend
     signature = inspect.signature(real_self_blend)
-    shares = []
+    shares = {name: [] for name in signature.parameters if name.endswith("_share")}
+    blended = []
 
     def spy(*args, **kwargs):
         bound = signature.bind(*args, **kwargs)
         bound.apply_defaults()
-        shares.append(bound.arguments[share])
-        return real_self_blend(*args, **kwargs)
+        for name, seen in shares.items():
+            seen.append(bound.arguments[name])
+        fake, mask = real_self_blend(*args, **kwargs)
+        blended.append(fake)
+        return fake, mask
 
     monkeypatch.setattr(augmentation, "self_blend", spy)
-    batches = training.training_batches(faces, config)
-    labels = np.concatenate([next(batches)[1] for _ in range(4)])  # batches of 8: one epoch of 27
+    return shares, blended
+
+
+def blend_shares_of_one_epoch(faces, config, monkeypatch, share: str) -> list[float]:
+    """The ``share`` argument (as "soft_share") of every self-blend made over one epoch of the tiny
+    dataset's 9 real faces, each shown three times (itself, its pseudo-fake and one more on top), sorted."""
+    with monkeypatch.context() as patch:
+        shares, _ = spy_on_self_blends(patch)
+        batches = training.training_batches(faces, config)
+        labels = np.concatenate([next(batches)[1] for _ in range(4)])  # batches of 8: one epoch of 27
     reals = int((faces.labels == 0).sum())
     assert len(labels) == 3 * reals and labels.sum() == 2 * reals  # two of each face's three examples are fakes
-    return sorted(shares)
+    return sorted(shares[share])
 
 
 def assert_shown_on_top(faces: training.Faces, config: training.TrainConfig, field: str, kind: int) -> None:
@@ -818,7 +819,6 @@ def test_extra_softer_pseudo_fakes_are_shown_on_top_of_the_others(tmp_path, monk
         blend_shares_of_one_epoch(faces, every_face_on_top, monkeypatch, "soft_share") == [0.0] * reals + [1.0] * reals
     )
     # and the softer ones on top take the recipe's share of smoothed copies, as every softer copy does
-    monkeypatch.undo()
     smoothed = dataclasses.replace(every_face_on_top, smooth_share=0.5)
     assert blend_shares_of_one_epoch(faces, smoothed, monkeypatch, "smooth_share") == [0.5] * (2 * reals)
 
