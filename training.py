@@ -269,7 +269,7 @@ class TrainConfig:
     outline_share: float = 0.5  # the share of whole-face pseudo-fake masks drawn out to where a swap's seam runs
     erase_share: float = 0.0  # the share of crops, every class alike, with a patch painted over (`augmentation.erased`)
     soft_share: float = 0.0  # the share of self-blends whose copy is only softer (`augmentation.softened_copy`)
-    smooth_share: float = 0.0  # of the softer copies, the share smoothed with edges kept (`augmentation.smoothed_copy`)
+    smooth_share: float = 0.5  # of the softer copies, the share smoothed with edges kept (`augmentation.smoothed_copy`)
     extra_soft_share: float = 0.2  # the share of real faces shown once more, as a softer self-blend (SOFT_FAKE)
     extra_part_share: float = 0.0  # the share of real faces shown once more, as a self-blend over one part (PART_FAKE)
     soft_real_share: float = 0.0  # the share of real faces shown once more, softened whole, as real (SOFT_REAL)

@@ -818,9 +818,12 @@ def test_extra_softer_pseudo_fakes_are_shown_on_top_of_the_others(tmp_path, monk
     assert (
         blend_shares_of_one_epoch(faces, every_face_on_top, monkeypatch, "soft_share") == [0.0] * reals + [1.0] * reals
     )
-    # and the softer ones on top take the recipe's share of smoothed copies, as every softer copy does
-    smoothed = dataclasses.replace(every_face_on_top, smooth_share=0.5)
-    assert blend_shares_of_one_epoch(faces, smoothed, monkeypatch, "smooth_share") == [0.5] * (2 * reals)
+    # and the softer ones on top take the recipe's share of smoothed copies, as every softer copy does:
+    # by default half of them (the shipped model's last stage)
+    assert blend_shares_of_one_epoch(faces, every_face_on_top, monkeypatch, "smooth_share") == [0.5] * (2 * reals)
+    assert training.TrainConfig().smooth_share == 0.5
+    smoothed = dataclasses.replace(every_face_on_top, smooth_share=0.8)
+    assert blend_shares_of_one_epoch(faces, smoothed, monkeypatch, "smooth_share") == [0.8] * (2 * reals)
 
 
 def test_extra_part_only_pseudo_fakes_are_shown_on_top_of_the_others(tmp_path, monkeypatch):
@@ -1754,7 +1757,7 @@ RECIPE_OPTIONS = [  # (flag, value, TrainConfig field): each away from its defau
     ("--codec-share", 1.0, "codec_share"),
     ("--erase-share", 0.5, "erase_share"),
     ("--soft-share", 0.5, "soft_share"),
-    ("--smooth-share", 0.5, "smooth_share"),
+    ("--smooth-share", 0.0, "smooth_share"),
     ("--extra-soft-share", 0.25, "extra_soft_share"),
     ("--extra-part-share", 0.25, "extra_part_share"),
     ("--soft-real-share", 0.25, "soft_real_share"),
