@@ -323,6 +323,12 @@ def recipe_option(flags: str, help: str | None = None, value_type: click.ParamTy
     value_type=SHARE,
 )
 @recipe_option(
+    "--soft-part-share",
+    "The share of the softer self-blends on top (--extra-soft-share) blended over one part of the face, "
+    "the mouth, the eyes or the nose, as a reenactment re-renders a part of a face.",
+    value_type=SHARE,
+)
+@recipe_option(
     "--extra-soft-share",
     "The share of real faces also shown as a softer self-blend, on top of their pseudo-fake (0: none).",
     value_type=SHARE,

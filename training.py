@@ -271,6 +271,7 @@ class TrainConfig:
     soft_share: float = 0.0  # the share of self-blends whose copy is only softer (`augmentation.softened_copy`)
     smooth_share: float = 0.5  # of the softer copies, the share smoothed with edges kept (`augmentation.smoothed_copy`)
     extra_soft_share: float = 0.2  # the share of real faces shown once more, as a softer self-blend (SOFT_FAKE)
+    soft_part_share: float = 0.3  # the share of those softer self-blends blended over one part of the face
     extra_part_share: float = 0.0  # the share of real faces shown once more, as a self-blend over one part (PART_FAKE)
     soft_real_share: float = 0.0  # the share of real faces shown once more, softened whole, as real (SOFT_REAL)
     deform_share: float = 0.0  # the share of pseudo-fake masks bent out of shape (`augmentation.deformed`)
@@ -373,11 +374,13 @@ class Faces:
         soft_share: float = 0.0,
         deform_share: float = 0.0,
         smooth_share: float = 0.0,
+        soft_part_share: float | None = None,
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """The crop the network sees for face ``index`` made as ``kind`` (a SOFT_FAKE blends in a copy only made
         softer, a PART_FAKE blends over one part of the face, whatever the shares; a SOFT_REAL is such a softer
         copy whole, with no blend), resized to size x size (None: as cut). With ``rng`` the box is jittered and
-        the crop flipped at random; ``part_share`` of the pseudo-fakes are blended over one part of the face,
+        the crop flipped at random; ``part_share`` of the pseudo-fakes are blended over one part of the face
+        (of the SOFT_FAKEs ``soft_part_share``, when given: a reenactment re-renders a part of a face softer),
         ``swap_share`` of them blend in another real face (`augmentation.blend_other_face`), ``soft_share`` of
         the others a copy only made softer (`augmentation.softened_copy`; ``smooth_share`` of the softer copies,
         a SOFT_FAKE's too, smoothed with their edges kept, `augmentation.smoothed_copy`) and ``low_res_share``
@@ -417,7 +420,7 @@ class Faces:
                 image,
                 self.keypoints[index],
                 rng,
-                1.0 if kind == PART_FAKE else part_share,
+                1.0 if kind == PART_FAKE else _part_share_of(kind, part_share, soft_part_share),
                 low_res_share,
                 outline_share,
                 1.0 if kind == SOFT_FAKE else soft_share,
@@ -609,6 +612,7 @@ def training_batches(faces: Faces, config: TrainConfig, workers: int = 2, skip: 
                             soft_share=config.soft_share,
                             deform_share=config.deform_share,
                             smooth_share=config.smooth_share,
+                            soft_part_share=config.soft_part_share,
                         ),
                         zip(batch, crop_seeds, strict=True),
                     )
@@ -622,6 +626,12 @@ def training_batches(faces: Faces, config: TrainConfig, workers: int = 2, skip: 
                 xrays = np.stack([unknown if xray is None else xray for _, xray in made])[..., None]
                 known = np.array([xray is not None for _, xray in made], dtype=np.float32)[:, None, None]  # per pixel
                 yield crops, (y, xrays), (batch_weights, known)
+
+
+def _part_share_of(kind: int, part_share: float, soft_part_share: float | None) -> float:
+    """The share of a self-blend of ``kind`` blended over one part of the face: a SOFT_FAKE's
+    ``soft_part_share`` when given, every other pseudo-fake's ``part_share``."""
+    return soft_part_share if kind == SOFT_FAKE and soft_part_share is not None else part_share
 
 
 def example_weights(labels: np.ndarray, turned: np.ndarray, config: TrainConfig) -> np.ndarray:
@@ -667,8 +677,9 @@ class ValidationSets:
     blend in a copy rendered at a lower resolution (``low_res``), against pseudo-fakes with another real
     face blended in (``swapped``), against pseudo-fakes whose seam runs where a swap's does, round the
     face's outline (``outline``), against pseudo-fakes that blend in a copy only made softer (``soft``)
-    or smoothed with its edges kept (``smoothed``), and against pseudo-fakes whose masks are bent out of
-    shape (``deformed``). Each is (crops, labels). Also reported, not scored: the val crops re-encoded
+    or smoothed with its edges kept (``smoothed``), or such a copy over one part of the face
+    (``soft_parts``: half of them smoothed, as a reenactment re-renders a mouth), and against pseudo-fakes
+    whose masks are bent out of shape (``deformed``). Each is (crops, labels). Also reported, not scored: the val crops re-encoded
     as a small face in a video sent on again (``re_encoded``: `augmentation.low_quality_video`,
     evaluate's re-encoded condition), where the false alarms come from. And which val faces are turned
     to one side (``turned``, `Faces.turned`), read apart on the crops as cut, reported, not scored
@@ -687,6 +698,7 @@ class ValidationSets:
     deformed: tuple[np.ndarray, np.ndarray]
     re_encoded: tuple[np.ndarray, np.ndarray]
     smoothed: tuple[np.ndarray, np.ndarray]
+    soft_parts: tuple[np.ndarray, np.ndarray]
     turned: np.ndarray | None = None
 
 
@@ -724,6 +736,9 @@ def validation_sets(faces: Faces, size: int, seed: int) -> ValidationSets:
         smoothed=against_pseudo_fakes(
             np.random.default_rng([seed, 9]), part_share=0.0, soft_share=1.0, smooth_share=1.0
         ),
+        soft_parts=against_pseudo_fakes(
+            np.random.default_rng([seed, 10]), part_share=1.0, soft_share=1.0, smooth_share=0.5
+        ),
         turned=faces.turned(),
     )
 
@@ -745,10 +760,21 @@ VAL_SETS = (
     "deformed",
     "re_encoded",
     "smoothed",
+    "soft_parts",
 )
 # The sets of the val split's real faces followed by a pseudo-fake of each, in the same order
 # (`validation_sets`); the others hold every val face in order.
-AGAINST_PSEUDO_FAKES = ("pseudo", "parts", "low_res", "swapped", "outline", "soft", "deformed", "smoothed")
+AGAINST_PSEUDO_FAKES = (
+    "pseudo",
+    "parts",
+    "low_res",
+    "swapped",
+    "outline",
+    "soft",
+    "deformed",
+    "smoothed",
+    "soft_parts",
+)
 
 
 def validate(network, sets: ValidationSets) -> dict:
@@ -770,8 +796,8 @@ def val_figures(sets: ValidationSets, scores: dict[str, np.ndarray]) -> dict:
     colours, other poses and light, and the traces of blending that any swap leaves). Until stage 35
     the score left out the recoloured set and until stage 37 the tilted and side-lit one
     (`val_score_without_colours` and `val_score_without_light_and_pose` keep those yardsticks). The
-    ROC AUCs against part-of-the-face, low-resolution, other-face, outline, softer, smoothed and bent-mask
-    pseudo-fakes, and on the re-encoded val crops, are reported beside them, not scored, and so is the
+    ROC AUCs against part-of-the-face, low-resolution, other-face, outline, softer, smoothed, softer
+    part-only and bent-mask pseudo-fakes, and on the re-encoded val crops, are reported beside them, not scored, and so is the
     ROC AUC on the turned faces' crops as cut (``val_auc_turned``)."""
     figures = {f"val_auc_{name}": metrics.roc_auc(getattr(sets, name)[1], scores[name]) for name in scores}
     if sets.turned is not None:

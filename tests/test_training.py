@@ -721,14 +721,24 @@ def test_the_training_pipeline_shows_every_real_face_also_as_a_pseudo_fake(tmp_p
         seen.clear()
     sets = training.validation_sets(faces, 64, seed=1)
     # The scored val pseudo-fakes stay whole-face and as drawn before (one yardstick); the part-only, the
-    # low-resolution, the outline, the softer, the bent-mask and the smoothed ones are sets of their own.
-    assert part_shares == [0.0] * 9 + [1.0] * 9 + [0.0] * 45
-    assert low_res_shares == [0.0] * 18 + [1.0] * 9 + [0.0] * 36
-    assert outline_shares == [0.0] * 27 + [1.0] * 9 + [0.0] * 27
-    assert soft_shares == [0.0] * 36 + [1.0] * 9 + [0.0] * 9 + [1.0] * 9
-    assert deform_shares == [0.0] * 45 + [1.0] * 9 + [0.0] * 9
-    assert smooth_shares == [0.0] * 54 + [1.0] * 9
-    sets_of_pairs = (sets.pseudo, sets.parts, sets.low_res, sets.outline, sets.soft, sets.deformed, sets.smoothed)
+    # low-resolution, the outline, the softer, the bent-mask, the smoothed and the softer part-only ones are
+    # sets of their own.
+    assert part_shares == [0.0] * 9 + [1.0] * 9 + [0.0] * 45 + [1.0] * 9
+    assert low_res_shares == [0.0] * 18 + [1.0] * 9 + [0.0] * 45
+    assert outline_shares == [0.0] * 27 + [1.0] * 9 + [0.0] * 36
+    assert soft_shares == [0.0] * 36 + [1.0] * 9 + [0.0] * 9 + [1.0] * 18
+    assert deform_shares == [0.0] * 45 + [1.0] * 9 + [0.0] * 18
+    assert smooth_shares == [0.0] * 54 + [1.0] * 9 + [0.5] * 9
+    sets_of_pairs = (
+        sets.pseudo,
+        sets.parts,
+        sets.low_res,
+        sets.outline,
+        sets.soft,
+        sets.deformed,
+        sets.smoothed,
+        sets.soft_parts,
+    )
     assert all(len(crops) == 18 for crops, _ in sets_of_pairs)
     assert all(labels.tolist() == [0.0] * 9 + [1.0] * 9 for _, labels in sets_of_pairs[1:])
 
@@ -824,6 +834,10 @@ def test_extra_softer_pseudo_fakes_are_shown_on_top_of_the_others(tmp_path, monk
     assert training.TrainConfig().smooth_share == 0.5
     smoothed = dataclasses.replace(every_face_on_top, smooth_share=0.8)
     assert blend_shares_of_one_epoch(faces, smoothed, monkeypatch, "smooth_share") == [0.8] * (2 * reals)
+    # the softer ones on top are blended over one part of the face at their own share, the others at theirs
+    assert training.TrainConfig().soft_part_share == training.TrainConfig().part_share == 0.3
+    parts = dataclasses.replace(every_face_on_top, part_share=0.2, soft_part_share=0.7)
+    assert blend_shares_of_one_epoch(faces, parts, monkeypatch, "part_share") == [0.2] * reals + [0.7] * reals
 
 
 def test_extra_part_only_pseudo_fakes_are_shown_on_top_of_the_others(tmp_path, monkeypatch):
@@ -1758,6 +1772,7 @@ RECIPE_OPTIONS = [  # (flag, value, TrainConfig field): each away from its defau
     ("--erase-share", 0.5, "erase_share"),
     ("--soft-share", 0.5, "soft_share"),
     ("--smooth-share", 0.0, "smooth_share"),
+    ("--soft-part-share", 0.6, "soft_part_share"),
     ("--extra-soft-share", 0.25, "extra_soft_share"),
     ("--extra-part-share", 0.25, "extra_part_share"),
     ("--soft-real-share", 0.25, "soft_real_share"),
@@ -1817,6 +1832,7 @@ def test_train_refuses_a_label_smoothing_past_one_half(runner, tmp_path):
         "--erase-share",
         "--soft-share",
         "--smooth-share",
+        "--soft-part-share",
         "--extra-soft-share",
         "--extra-part-share",
         "--soft-real-share",
