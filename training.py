@@ -679,11 +679,11 @@ class ValidationSets:
     face's outline (``outline``), against pseudo-fakes that blend in a copy only made softer (``soft``)
     or smoothed with its edges kept (``smoothed``), or such a copy over one part of the face
     (``soft_parts``: half of them smoothed, as a reenactment re-renders a mouth), and against pseudo-fakes
-    whose masks are bent out of shape (``deformed``). Each is (crops, labels). Also reported, not scored: the val crops re-encoded
-    as a small face in a video sent on again (``re_encoded``: `augmentation.low_quality_video`,
-    evaluate's re-encoded condition), where the false alarms come from. And which val faces are turned
-    to one side (``turned``, `Faces.turned`), read apart on the crops as cut, reported, not scored
-    (None: not read)."""
+    whose masks are bent out of shape (``deformed``). Each is (crops, labels). Also reported, not scored:
+    the val crops re-encoded as a small face in a video sent on again (``re_encoded``:
+    `augmentation.low_quality_video`, evaluate's re-encoded condition), where the false alarms come from.
+    And which val faces are turned to one side (``turned``, `Faces.turned`), read apart on the crops as
+    cut, reported, not scored (None: not read)."""
 
     dfdc: tuple[np.ndarray, np.ndarray]
     pseudo: tuple[np.ndarray, np.ndarray]
@@ -797,8 +797,8 @@ def val_figures(sets: ValidationSets, scores: dict[str, np.ndarray]) -> dict:
     the score left out the recoloured set and until stage 37 the tilted and side-lit one
     (`val_score_without_colours` and `val_score_without_light_and_pose` keep those yardsticks). The
     ROC AUCs against part-of-the-face, low-resolution, other-face, outline, softer, smoothed, softer
-    part-only and bent-mask pseudo-fakes, and on the re-encoded val crops, are reported beside them, not scored, and so is the
-    ROC AUC on the turned faces' crops as cut (``val_auc_turned``)."""
+    part-only and bent-mask pseudo-fakes, and on the re-encoded val crops, are reported beside them, not
+    scored, and so is the ROC AUC on the turned faces' crops as cut (``val_auc_turned``)."""
     figures = {f"val_auc_{name}": metrics.roc_auc(getattr(sets, name)[1], scores[name]) for name in scores}
     if sets.turned is not None:
         figures["val_auc_turned"] = metrics.roc_auc(sets.dfdc[1][sets.turned], scores["dfdc"][sets.turned])
