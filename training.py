@@ -762,19 +762,10 @@ VAL_SETS = (
     "smoothed",
     "soft_parts",
 )
-# The sets of the val split's real faces followed by a pseudo-fake of each, in the same order
-# (`validation_sets`); the others hold every val face in order.
-AGAINST_PSEUDO_FAKES = (
-    "pseudo",
-    "parts",
-    "low_res",
-    "swapped",
-    "outline",
-    "soft",
-    "deformed",
-    "smoothed",
-    "soft_parts",
-)
+# The sets that hold every val face in order; the others (AGAINST_PSEUDO_FAKES) hold the val split's real
+# faces followed by a pseudo-fake of each, in the same order (`validation_sets`).
+OF_EVERY_VAL_FACE = ("dfdc", "degraded", "recoloured", "light_and_pose", "re_encoded")
+AGAINST_PSEUDO_FAKES = tuple(name for name in VAL_SETS if name not in OF_EVERY_VAL_FACE)
 
 
 def validate(network, sets: ValidationSets) -> dict:
