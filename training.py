@@ -746,22 +746,8 @@ def validation_sets(faces: Faces, size: int, seed: int) -> ValidationSets:
 SCORED = ("val_auc_dfdc", "val_auc_pseudo", "val_auc_degraded", "val_auc_recoloured", "val_auc_light_and_pose")
 
 
-VAL_SETS = (
-    "dfdc",
-    "pseudo",
-    "degraded",
-    "recoloured",
-    "light_and_pose",
-    "parts",
-    "low_res",
-    "swapped",
-    "outline",
-    "soft",
-    "deformed",
-    "re_encoded",
-    "smoothed",
-    "soft_parts",
-)
+# Every val set's name, in the order of its field in ValidationSets (the turned faces are a mask, not a set).
+VAL_SETS = tuple(field.name for field in dataclasses.fields(ValidationSets) if field.name != "turned")
 # The sets that hold every val face in order; the others (AGAINST_PSEUDO_FAKES) hold the val split's real
 # faces followed by a pseudo-fake of each, in the same order (`validation_sets`).
 OF_EVERY_VAL_FACE = ("dfdc", "degraded", "recoloured", "light_and_pose", "re_encoded")
